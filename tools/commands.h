@@ -1,0 +1,20 @@
+// The `ivl` subcommands. Each takes its arguments (after the subcommand name) and returns the exit
+// code; user errors are thrown as exceptions and printed by main.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace ivl::cli {
+
+using Args = std::vector<std::string>;
+
+int cmd_inspect(const Args& args);    // tools/cmd_inspect.cpp
+int cmd_gradcheck(const Args& args);  // tools/cmd_gradcheck.cpp
+int cmd_bench(const Args& args);      // tools/cmd_bench.cpp
+int cmd_devices(const Args& args);    // tools/ivl.cpp
+
+// Small helpers for flag parsing, shared by the commands.
+bool has_flag(const Args& args, const std::string& flag);
+std::string flag_value(const Args& args, const std::string& flag, const std::string& fallback);
+
+}  // namespace ivl::cli
