@@ -16,6 +16,8 @@ bool built();              // compiled with CUDA
 bool available();          // built and a device can be used now
 std::string device_summary();  // "NVIDIA H100 80GB HBM3, 79 GiB, sm_90" or why none
 
+void synchronize();  // waits for every kernel launched so far (for timing)
+
 std::shared_ptr<void> allocate(size_t nbytes);
 void copy_host_to_device(void* dst, const void* src, size_t nbytes);
 void copy_device_to_host(void* dst, const void* src, size_t nbytes);

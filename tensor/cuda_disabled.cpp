@@ -11,6 +11,7 @@ static const char* kReason = "this build of ivl has no CUDA backend (nvcc was no
 bool built() { return false; }
 bool available() { return false; }
 std::string device_summary() { return std::string("unavailable: ") + kReason; }
+void synchronize() { fail(kReason); }
 std::shared_ptr<void> allocate(size_t) { fail(kReason); }
 void copy_host_to_device(void*, const void*, size_t) { fail(kReason); }
 void copy_device_to_host(void*, const void*, size_t) { fail(kReason); }

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "tensor/autograd.h"
+#include "tensor/cuda_backend.h"
 #include "tensor/ops.h"
 #include "tensor/random.h"
 #include "tools/commands.h"
@@ -39,6 +40,30 @@ double median_seconds(const std::function<void()>& f, double budget = 1.0) {
   return times[static_cast<size_t>(reps / 2)];
 }
 
+// Median seconds per call of f and of g, run alternately so that both see the same machine state
+// (frequency, neighbours on a shared host): a fair ratio on a noisy machine.
+std::pair<double, double> paired_median_seconds(const std::function<void()>& f, const std::function<void()>& g,
+                                                double budget = 2.0) {
+  using clock = std::chrono::steady_clock;
+  f(), g();  // warm-up
+  auto t0 = clock::now();
+  f();
+  const double once = std::max(std::chrono::duration<double>(clock::now() - t0).count(), 1e-9);
+  const int reps = static_cast<int>(std::clamp(budget / (2 * once), 7.0, 2000.0));
+  std::vector<double> tf, tg;
+  for (int r = 0; r < reps; ++r) {
+    t0 = clock::now();
+    f();
+    tf.push_back(std::chrono::duration<double>(clock::now() - t0).count());
+    t0 = clock::now();
+    g();
+    tg.push_back(std::chrono::duration<double>(clock::now() - t0).count());
+  }
+  std::nth_element(tf.begin(), tf.begin() + reps / 2, tf.end());
+  std::nth_element(tg.begin(), tg.begin() + reps / 2, tg.end());
+  return {tf[static_cast<size_t>(reps / 2)], tg[static_cast<size_t>(reps / 2)]};
+}
+
 // Seconds per call when f is a tiny op: time a batch of calls, report per call.
 double per_call_seconds(const std::function<void()>& f, int calls = 20000) {
   return median_seconds([&] {
@@ -54,6 +79,30 @@ std::string cpu_model() {
   return "unknown CPU";
 }
 
+// The engine's f32 matmul on the GPU (cuBLAS, pedantic f32: no TF32) and its per-op launch cost.
+void bench_gemm_cuda() {
+  std::printf("\ncuda: %s\n%-28s %12s\n", cuda::device_summary().c_str(), "f32 matmul on the GPU", "engine GF/s");
+  Generator gen(2);
+  NoGrad no_grad;
+  for (const int64_t n : {1024, 4096, 8192}) {
+    const Tensor a = Tensor::randn({n, n}, gen).to(Device::cuda), b = Tensor::randn({n, n}, gen).to(Device::cuda);
+    Tensor c;
+    const double t = median_seconds([&] {
+      c = matmul(a, b);
+      cuda::synchronize();
+    });
+    char label[64];
+    std::snprintf(label, sizeof label, "%lld x %lld x %lld", static_cast<long long>(n), static_cast<long long>(n),
+                  static_cast<long long>(n));
+    std::printf("%-28s %12.1f\n", label, 2.0 * static_cast<double>(n * n * n) / t * 1e-9);
+  }
+  const Tensor x = Tensor::randn({4}, gen).to(Device::cuda), y = Tensor::randn({4}, gen).to(Device::cuda);
+  Tensor out;
+  const double per_op = per_call_seconds([&] { out = x + y; }, 2000);
+  cuda::synchronize();
+  std::printf("%-44s %10.3f\n", "add [4] + [4] on the GPU, no grad (us / op)", per_op * 1e6);
+}
+
 int bench_gemm() {
   std::printf("CPU: %s, %u hardware threads, OpenBLAS threads: %d\n\n", cpu_model().c_str(),
               std::thread::hardware_concurrency(), openblas_get_num_threads());
@@ -64,8 +113,7 @@ int bench_gemm() {
     const Tensor a = Tensor::randn({s.m, s.k}, gen), b = Tensor::randn({s.k, s.n}, gen);
     Tensor c = Tensor::empty({s.m, s.n});
     NoGrad no_grad;
-    const double engine = median_seconds([&] { c = matmul(a, b); });
-    const double direct = median_seconds([&] {
+    const auto [engine, direct] = paired_median_seconds([&] { c = matmul(a, b); }, [&] {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(s.m), static_cast<int>(s.n),
                   static_cast<int>(s.k), 1.0f, a.data<float>(), static_cast<int>(s.k), b.data<float>(),
                   static_cast<int>(s.n), 0.0f, c.data<float>(), static_cast<int>(s.n));
@@ -90,6 +138,8 @@ int bench_gemm() {
   }
   std::printf("%-44s %10.3f\n", "add [4] + [4], recording the graph", per_call_seconds([&] { out = xg + y; }) * 1e6);
   std::printf("%-44s %10.3f\n", "add forward + backward", per_call_seconds([&] { (xg + y).backward(Tensor::ones({4})); }, 5000) * 1e6);
+  if (cuda::available()) bench_gemm_cuda();
+  else std::printf("\ncuda: %s\n", cuda::device_summary().c_str());
   return 0;
 }
 

@@ -105,6 +105,8 @@ std::string device_summary() {
          std::to_string(prop.major * 10 + prop.minor) + (count > 1 ? " (+" + std::to_string(count - 1) + " more)" : "");
 }
 
+void synchronize() { check(cudaDeviceSynchronize(), "synchronize"); }
+
 std::shared_ptr<void> allocate(size_t nbytes) {
   void* p = nullptr;
   check(cudaMalloc(&p, nbytes ? nbytes : 1), ("cudaMalloc of " + std::to_string(nbytes) + " bytes").c_str());
