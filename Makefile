@@ -23,6 +23,7 @@ gpu-check:
 # A bounded libFuzzer run over the safetensors header parser (clang; its own build folder).
 FUZZ_SECONDS ?= 60
 fuzz:
+	bash tools/setup.sh --fuzz
 	cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang \
 	  -DIVL_FUZZ=ON -DIVL_CUDA=OFF -DBUILD_TESTING=OFF
 	cmake --build build-fuzz -j $(JOBS) --target fuzz_safetensors

@@ -19,6 +19,18 @@ OpName::OpName(const char* n) : name(n) { op_registry().insert(n); }
 
 std::vector<std::string> registered_ops() { return {op_registry().begin(), op_registry().end()}; }
 
+Node::~Node() {
+  std::vector<std::shared_ptr<Node>> pending = std::move(next);
+  while (!pending.empty()) {
+    std::shared_ptr<Node> node = std::move(pending.back());
+    pending.pop_back();
+    if (node && node.use_count() == 1) {  // we hold the last reference: adopt its edges before it dies
+      for (auto& edge : node->next) pending.push_back(std::move(edge));
+      node->next.clear();
+    }
+  }
+}
+
 static thread_local bool g_grad_enabled = true;
 bool grad_enabled() { return g_grad_enabled; }
 NoGrad::NoGrad() : previous_(g_grad_enabled) { g_grad_enabled = false; }

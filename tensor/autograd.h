@@ -30,6 +30,11 @@ struct Node {
   std::vector<Shape> input_shapes;           // to check what `backward` returns
   BackwardFn backward;                       // one gradient per input; undefined means zero
   std::shared_ptr<TensorImpl> leaf;          // set on a leaf's accumulator: the tensor whose grad grows
+
+  Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+  ~Node();  // frees the chain below it with a loop, not recursion: graphs may be deeper than the stack
 };
 
 bool grad_enabled();

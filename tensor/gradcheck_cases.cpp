@@ -112,6 +112,8 @@ std::vector<GradcheckCase> make_cases() {
        [](const Inputs& x) { return layer_norm(x[0], x[1], x[2], 1e-5); }},
       {"layer_norm", "no affine, transposed view", [](Generator& g) { return Inputs{randn(g, {5, 3})}; },
        [](const Inputs& x) { return layer_norm(x[0].mT(), Tensor(), Tensor(), 1e-6); }},
+      {"layer_norm", "weight and bias as strided views", [](Generator& g) { return Inputs{randn(g, {2, 5}), randn(g, {10}), randn(g, {5, 2})}; },
+       [](const Inputs& x) { return layer_norm(x[0], x[1].slice(0, 0, 10, 2), x[2].narrow(1, 1, 1).reshape({5}), 1e-5); }},
       {"rms_norm", "weight, last dim 6", [](Generator& g) { return Inputs{randn(g, {4, 6}), randn(g, {6})}; },
        [](const Inputs& x) { return rms_norm(x[0], x[1], 1e-6); }},
       {"rms_norm", "no weight, [2,3,5]", [](Generator& g) { return Inputs{randn(g, {2, 3, 5})}; },

@@ -122,9 +122,6 @@ Tensor clone(const Tensor& x) {
 
 Tensor to_dtype(const Tensor& x, DType dtype) {
   if (x.dtype() == dtype) return x;
-  if (x.requires_grad() && grad_enabled() && !is_floating(dtype))
-    fail("to_dtype: converting a tensor that requires grad to " + std::string(dtype_name(dtype)) +
-         " would cut its gradient; detach() it first");
   const Tensor src = contiguous(x);
   if (src.device() == Device::cuda) no_cuda_kernel("to_dtype");
   Tensor out = Tensor::empty(x.shape(), dtype);
@@ -138,6 +135,7 @@ Tensor to_dtype(const Tensor& x, DType dtype) {
       for (int64_t i = 0; i < n; ++i) o[i] = store<D>(load(in[i]));
     });
   });
+  if (!is_floating(dtype)) return out;  // integer and bool results carry no gradient (as PyTorch)
   const DType from = x.dtype();
   return record(kToDtype, out, {x}, [from](const Tensor& g) { return std::vector<Tensor>{to_dtype(g, from)}; });
 }

@@ -44,14 +44,15 @@ static Tensor norm_op(const Tensor& x, const Tensor& weight, const Tensor& bias,
   if (x.dim() < 1) fail(std::string(name) + ": needs at least one dim");
   check_norm_params(x, weight, bias, name);
   const Tensor xc = contiguous(x.detach());
+  const Tensor wc = weight.defined() ? contiguous(weight.detach()) : weight, bc = bias.defined() ? contiguous(bias.detach()) : bias;
   const int64_t D = x.size(-1), rows = D ? x.numel() / D : 0;
   Tensor y = Tensor::empty(x.shape(), x.dtype()), mean_t = Tensor::empty({rows}, DType::f64),
          rstd_t = Tensor::empty({rows}, DType::f64);
   dispatch_float(x.dtype(), name, [&](auto tag) {
     using T = decltype(tag);
     const T* px = static_cast<const T*>(xc.data_ptr());
-    const T* pw = weight.defined() ? static_cast<const T*>(contiguous(weight).data_ptr()) : nullptr;
-    const T* pb = bias.defined() ? static_cast<const T*>(contiguous(bias).data_ptr()) : nullptr;
+    const T* pw = wc.defined() ? static_cast<const T*>(wc.data_ptr()) : nullptr;
+    const T* pb = bc.defined() ? static_cast<const T*>(bc.data_ptr()) : nullptr;
     T* py = static_cast<T*>(y.data_ptr());
     for (int64_t r = 0; r < rows; ++r) {
       const T* row = px + r * D;
@@ -73,7 +74,6 @@ static Tensor norm_op(const Tensor& x, const Tensor& weight, const Tensor& bias,
   });
   const bool need_x = x.requires_grad(), need_w = weight.defined() && weight.requires_grad(),
              need_b = bias.defined() && bias.requires_grad();
-  const Tensor wd = weight.defined() ? contiguous(weight.detach()) : weight;
   return record(centered ? kLayerNorm : kRmsNorm, y, {x, weight, bias}, [=](const Tensor& g_in) {
     const Tensor g = contiguous(g_in);
     Tensor gx = Tensor::empty(xc.shape(), xc.dtype());
@@ -82,7 +82,7 @@ static Tensor norm_op(const Tensor& x, const Tensor& weight, const Tensor& bias,
       using T = decltype(tag);
       const T* px = static_cast<const T*>(xc.data_ptr());
       const T* pg = static_cast<const T*>(g.data_ptr());
-      const T* pw = wd.defined() ? static_cast<const T*>(wd.data_ptr()) : nullptr;
+      const T* pw = wc.defined() ? static_cast<const T*>(wc.data_ptr()) : nullptr;
       T* pd = static_cast<T*>(gx.data_ptr());
       double* pgw = gw.data<double>();
       double* pgb = gb.data<double>();

@@ -133,7 +133,9 @@ static std::pair<Tensor, Tensor> max_with_indices(const Tensor& x, int64_t dim, 
 Tensor max(const Tensor& x, int64_t dim_in, bool keepdim) {
   if (computes_in_f32(x)) return to_dtype(max(to_dtype(x, DType::f32), dim_in, keepdim), x.dtype());
   const int64_t dim = wrap_dim(dim_in, x.dim(), "max");
-  auto [values, indices] = max_with_indices(x, dim, "max");
+  auto found = max_with_indices(x, dim, "max");
+  Tensor values = found.first;
+  const Tensor indices = found.second;  // a plain variable: lambdas cannot capture bindings in C++17 clang
   const Shape keep = values.shape(), in_shape = x.shape();
   if (!keepdim) values = squeeze(values, dim);
   return record(kMax, values, {x}, [=](const Tensor& g) {

@@ -13,6 +13,11 @@ packages=(
   libpcre2-dev         # Unicode regex for the Qwen2 pre-tokenizer
 )
 
+# `--fuzz` adds what `make fuzz` needs: clang with its libFuzzer and sanitizer runtimes.
+if [ "${1:-}" = "--fuzz" ]; then
+  packages+=(clang libclang-rt-dev)
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
