@@ -11,8 +11,10 @@ all: configure
 configure:
 	@test -f $(BUILD)/CMakeCache.txt || cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
 
+# ctest does not show a skipped test's output: print the reason each skipped test gave.
 test: all
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	@grep -h '^SKIPPED' $(BUILD)/Testing/Temporary/LastTest.log || true
 
 bench: all
 	$(BUILD)/ivl bench gemm
