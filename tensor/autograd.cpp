@@ -81,23 +81,23 @@ Tensor record(const OpName& op, Tensor output, const std::vector<Tensor>& inputs
 
 static void accumulate(Tensor& slot, const Tensor& grad) { slot = slot.defined() ? add(slot, grad) : grad; }
 
-// A leaf's .grad is its own contiguous tensor: a gradient that is a view or shared with another
-// tensor (an identity backward passes its input through) is copied, so in-place updates are safe.
-static Tensor owned(const Tensor& grad) {
-  const bool exclusive = grad.storage().use_count() == 1 && grad.offset() == 0 && grad.is_contiguous() &&
-                         grad.nbytes() == grad.storage()->nbytes;
+// A leaf's .grad is its own contiguous tensor: a gradient that is a view, or that another handle
+// still refers to (an identity backward passes its input through; the seed is the caller's), is
+// copied, so that updating one .grad in place never changes another tensor.
+static Tensor owned(Tensor grad) {
+  const bool exclusive = grad.impl_ptr().use_count() == 1 && grad.storage().use_count() == 1 &&
+                         grad.offset() == 0 && grad.is_contiguous() && grad.nbytes() == grad.storage()->nbytes;
   return exclusive ? grad : clone(grad);
 }
 
 void run_backward(const Tensor& root, const Tensor& grad_output, bool retain_graph) {
   if (!root.requires_grad()) fail("backward: the tensor does not require grad (no input had requires_grad set)");
-  Tensor seed = grad_output;
+  Tensor seed = grad_output.defined() ? grad_output.detach() : Tensor();  // no history: the seed is a constant
   if (!seed.defined()) {
     if (root.numel() != 1) fail("backward: a gradient must be given for a non-scalar output " + root.str());
     seed = Tensor::ones(root.shape(), root.dtype(), root.device());
-  } else if (seed.shape() != root.shape()) {
-    fail("backward: the gradient's shape " + shape_str(seed.shape()) + " differs from the output's " +
-         shape_str(root.shape()));
+  } else if (seed.shape() != root.shape() || seed.dtype() != root.dtype() || seed.device() != root.device()) {
+    fail("backward: the gradient " + seed.str() + " does not match the output " + root.str());
   }
   NoGrad no_grad;
   std::shared_ptr<Node> start = root.is_leaf() ? edge_to(root) : root.grad_fn();
@@ -128,8 +128,8 @@ void run_backward(const Tensor& root, const Tensor& grad_output, bool retain_gra
     if (node->leaf) {
       if (grad.defined()) {
         Tensor& slot = node->leaf->grad;
-        const Tensor typed = grad.dtype() == node->leaf->dtype ? grad : grad.to(node->leaf->dtype);
-        slot = slot.defined() ? add(slot, typed) : owned(typed);
+        if (grad.dtype() != node->leaf->dtype) grad = grad.to(node->leaf->dtype);
+        slot = slot.defined() ? add(slot, grad) : owned(std::move(grad));
       }
       continue;
     }

@@ -23,7 +23,7 @@ void copy_host_to_device(void* dst, const void* src, size_t nbytes);
 void copy_device_to_host(void* dst, const void* src, size_t nbytes);
 void copy_device_to_device(void* dst, const void* src, size_t nbytes);
 
-// Up to 6 dims after coalescing; strides and offsets in elements.
+// A strided view for kernels: at most kMaxDims dims; strides in elements.
 constexpr int kMaxDims = 8;
 struct StridedLayout {
   int ndim = 0;

@@ -122,7 +122,7 @@ Tensor clone(const Tensor& x) {
 
 Tensor to_dtype(const Tensor& x, DType dtype) {
   if (x.dtype() == dtype) return x;
-  const Tensor src = contiguous(x);
+  const Tensor src = contiguous(x.detach());
   if (src.device() == Device::cuda) no_cuda_kernel("to_dtype");
   Tensor out = Tensor::empty(x.shape(), dtype);
   const int64_t n = x.numel();
@@ -142,7 +142,7 @@ Tensor to_dtype(const Tensor& x, DType dtype) {
 
 Tensor to_device(const Tensor& x, Device device) {
   if (x.device() == device) return x;
-  const Tensor src = contiguous(x);
+  const Tensor src = contiguous(x.detach());
   Tensor out = Tensor::empty(x.shape(), x.dtype(), device);
   if (device == Device::cuda) cuda::copy_host_to_device(out.data_ptr(), src.data_ptr(), src.nbytes());
   else cuda::copy_device_to_host(out.data_ptr(), src.data_ptr(), src.nbytes());
@@ -198,7 +198,7 @@ template <class T> T unary_value(Unary u, T x, T p) {
     case Unary::silu: return x * stable_sigmoid(x);
     case Unary::gelu: return x * T(0.5) * (T(1) + std::erf(x * T(kSqrt1_2)));
     case Unary::gelu_tanh: return T(0.5) * x * (T(1) + std::tanh(T(kSqrt2OverPi) * (x + T(kGeluCubic) * x * x * x)));
-    case Unary::relu: return x > 0 ? x : T(0);
+    case Unary::relu: return x > 0 || x != x ? x : T(0);  // NaN passes through, as PyTorch
     case Unary::abs: return std::abs(x);
     case Unary::pow: return std::pow(x, p);
   }
@@ -234,7 +234,7 @@ template <class T> T unary_derivative(Unary u, T x, T y, T p) {
 
 Tensor unary_forward(Unary u, const Tensor& x, double param) {
   if (x.device() == Device::cuda) no_cuda_kernel(unary_info(u).op.name);
-  const Tensor in = contiguous(x);
+  const Tensor in = contiguous(x.detach());
   Tensor out = Tensor::empty(x.shape(), x.dtype());
   dispatch_float(x.dtype(), unary_info(u).op.name, [&](auto tag) {
     using T = decltype(tag);
@@ -307,7 +307,9 @@ template <class T> T binary_value(Binary op, T a, T b) {
     case Binary::mul: return a * b;
     case Binary::div: return a / b;
     case Binary::pow: return static_cast<T>(std::pow(a, b));
-    case Binary::maximum: return a >= b ? a : b;
+    case Binary::maximum:
+      if (b != b) return b;  // NaN wins, as in PyTorch
+      return a >= b || a != a ? a : b;
     default: return T(0);
   }
 }
@@ -366,6 +368,8 @@ Tensor binary_forward(Binary op, const Tensor& a, const Tensor& b) {
       });
     }
   };
+  if (a.dtype() == DType::boolean && !comparison)
+    fail(std::string(name) + ": bool tensors take only comparisons and logical ops; convert with .to(dtype) first");
   switch (a.dtype()) {
     case DType::f32: run(float{}); break;
     case DType::f64: run(double{}); break;
@@ -380,6 +384,9 @@ Tensor binary_forward(Binary op, const Tensor& a, const Tensor& b) {
 const OpName kAdd("add"), kSub("sub"), kMul("mul"), kDiv("div"), kPow("pow"), kMaximum("maximum");
 
 Tensor binary(Binary op, const Tensor& a, const Tensor& b) {
+  // Division is true division, as Python's `/`: integers divide as f32 (and never trap on zero).
+  if (op == Binary::div && is_integral(a.dtype()) && a.dtype() == b.dtype())
+    return binary(op, to_dtype(a, DType::f32), to_dtype(b, DType::f32));
   if (computes_in_f32(a) || computes_in_f32(b)) {
     check_same_dtype(a, b, binary_name(op));
     Tensor out = binary(op, to_dtype(a, DType::f32), to_dtype(b, DType::f32));
@@ -447,13 +454,12 @@ Tensor logical_and(const Tensor& a, const Tensor& b) {
 }
 Tensor logical_not(const Tensor& x) { return eq(to_dtype(x, DType::boolean), Tensor::scalar(0, DType::boolean, x.device())); }
 
-// A double operand takes the tensor's dtype, except next to bf16/f16 on the CPU, where it stays f32
-// so that e.g. x * 0.1 multiplies by 0.1 rather than by 0.1 rounded to bf16 (as PyTorch does).
-static Tensor scalar_like(const Tensor& t, double v) {
-  return Tensor::scalar(v, computes_in_f32(t) ? DType::f32 : t.dtype(), t.device());
-}
+// A double operand takes the tensor's dtype, with PyTorch's two exceptions: next to bf16/f16 on the
+// CPU it stays f32 (x * 0.1 multiplies by 0.1, not by 0.1 rounded to bf16), and a fractional value
+// next to an integer tensor makes the result f32 (int * 0.5 is not 0).
 static Tensor with_scalar(Binary op, const Tensor& t, double v, bool scalar_first) {
-  const Tensor s = scalar_like(t, v);
+  if (is_integral(t.dtype()) && v != std::floor(v)) return with_scalar(op, to_dtype(t, DType::f32), v, scalar_first);
+  const Tensor s = Tensor::scalar(v, computes_in_f32(t) ? DType::f32 : t.dtype(), t.device());
   if (s.dtype() != t.dtype()) {
     Tensor tf = to_dtype(t, DType::f32);
     return to_dtype(scalar_first ? binary(op, s, tf) : binary(op, tf, s), t.dtype());

@@ -163,7 +163,10 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     if (need_a) ga = sum_to(matmul(g, bd.mT()), ad.shape());
     if (need_b) {
       if (bd.dim() == 2 && ad.dim() > 2)  // fold the batch into one GEMM: a^T [K, B*M] . g [B*M, N]
-        gb = matmul(reshape(ad, {-1, ad.size(-1)}).mT(), reshape(g, {-1, g.size(-1)}));
+      {
+        const int64_t rows = shape_numel(Shape(ad.shape().begin(), ad.shape().end() - 1));
+        gb = matmul(reshape(ad, {rows, ad.size(-1)}).mT(), reshape(g, {rows, g.size(-1)}));
+      }
       else
         gb = sum_to(matmul(ad.mT(), g), bd.shape());
     }
@@ -178,8 +181,9 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
          int_str(weight.size(1)) + ")");
   if (bias.defined() && (bias.dim() != 1 || bias.size(0) != weight.size(0)))
     fail("linear: the bias must be [" + int_str(weight.size(0)) + "], got " + bias.str());
-  if (computes_in_f32(x) || computes_in_f32(weight)) {
-    check_same_dtype(x, weight, "linear");
+  check_same_dtype(x, weight, "linear");
+  if (bias.defined()) check_same_dtype(x, bias, "linear");
+  if (computes_in_f32(x)) {
     return to_dtype(linear(to_dtype(x, DType::f32), to_dtype(weight, DType::f32),
                            bias.defined() ? to_dtype(bias, DType::f32) : bias), x.dtype());
   }
@@ -195,7 +199,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     out = matmul(x2, weight.detach().mT());
   } else {
     if (x.device() == Device::cuda) no_cuda_kernel("linear with bias");
-    out = contiguous(expand(bias.detach(), {x2.size(0), out_features}));  // C starts as the bias rows
+    out = Tensor::empty({x2.size(0), out_features}, x.dtype());  // C starts as the bias rows; GEMM adds x W^T
+    copy_strided(out, expand(bias.detach(), out.shape()));
     Tensor w = weight.detach();
     MatrixLayout lw = matrix_layout(w);
     if (!lw.usable) w = contiguous(w), lw = matrix_layout(w);

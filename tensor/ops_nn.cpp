@@ -36,13 +36,13 @@ void check_norm_params(const Tensor& x, const Tensor& weight, const Tensor& bias
 
 static Tensor norm_op(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, bool centered) {
   const char* name = centered ? "layer_norm" : "rms_norm";
+  if (x.dim() < 1) fail(std::string(name) + ": needs at least one dim");
+  check_norm_params(x, weight, bias, name);
   if (computes_in_f32(x)) {
     auto f = [](const Tensor& t) { return t.defined() ? to_dtype(t, DType::f32) : t; };
     return to_dtype(norm_op(f(x), f(weight), f(bias), eps, centered), x.dtype());
   }
   require_cpu({x, weight, bias}, name);
-  if (x.dim() < 1) fail(std::string(name) + ": needs at least one dim");
-  check_norm_params(x, weight, bias, name);
   const Tensor xc = contiguous(x.detach());
   const Tensor wc = weight.defined() ? contiguous(weight.detach()) : weight, bc = bias.defined() ? contiguous(bias.detach()) : bias;
   const int64_t D = x.size(-1), rows = D ? x.numel() / D : 0;
@@ -119,7 +119,7 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) { return norm
 static Tensor rotary_apply(const Tensor& x, const Tensor& positions, double theta, bool inverse) {
   const Tensor xc = contiguous(x);
   const int64_t B = x.size(0), H = x.size(1), T = x.size(2), D = x.size(3), half = D / 2;
-  const bool per_batch = positions.dim() == 2;
+  const bool per_batch = positions.dim() == 2 && positions.size(0) > 1;  // [1, T] serves every row
   const Tensor pos = contiguous(to_dtype(positions, DType::i64));
   const int64_t* pp = pos.data<int64_t>();
   Tensor out = Tensor::empty(x.shape(), x.dtype());
@@ -158,8 +158,9 @@ Tensor rotary_embedding(const Tensor& x, const Tensor& positions, double theta) 
   require_cpu({x, positions}, "rotary_embedding");
   if (x.dim() != 4 || x.size(3) % 2 != 0) fail("rotary_embedding: x must be [B, H, T, D] with D even, got " + x.str());
   const bool ok = (positions.dim() == 1 && positions.size(0) == x.size(2)) ||
-                  (positions.dim() == 2 && positions.size(0) == x.size(0) && positions.size(1) == x.size(2));
-  if (!ok) fail("rotary_embedding: positions must be [T] or [B, T] for x " + x.str() + ", got " + positions.str());
+                  (positions.dim() == 2 && (positions.size(0) == x.size(0) || positions.size(0) == 1) &&
+                   positions.size(1) == x.size(2));
+  if (!ok) fail("rotary_embedding: positions must be [T], [1, T] or [B, T] for x " + x.str() + ", got " + positions.str());
   if (!(theta > 0)) fail("rotary_embedding: theta must be positive");
   Tensor out = rotary_apply(x.detach(), positions, theta, false);
   return record(kRotary, out, {x}, [positions, theta](const Tensor& g) {
@@ -197,6 +198,7 @@ void attention_scores(const AttentionShape& a, const F* q, const F* k, const uin
 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& options) {
   const char* name = "scaled_dot_product_attention";
+  check_same_dtype(q, k, name), check_same_dtype(q, v, name);
   if (computes_in_f32(q)) {
     AttentionOptions o = options;
     return to_dtype(scaled_dot_product_attention(to_dtype(q, DType::f32), to_dtype(k, DType::f32), to_dtype(v, DType::f32), o),
@@ -304,10 +306,10 @@ Tensor token_logprobs(const Tensor& logits, const Tensor& targets, int64_t ignor
   const int64_t V = logits.size(-1), N = targets.numel();
   const Tensor lc = contiguous(logits.detach());
   const Tensor tc = contiguous(to_dtype(targets, DType::i64));
-  const int64_t* pt = tc.data<int64_t>();
+  const int64_t* ids = tc.data<int64_t>();
   for (int64_t i = 0; i < N; ++i)
-    if (pt[i] != ignore_index && (pt[i] < 0 || pt[i] >= V))
-      fail(std::string(name) + ": target " + int_str(pt[i]) + " at position " + int_str(i) + " is outside the vocabulary [0, " +
+    if (ids[i] != ignore_index && (ids[i] < 0 || ids[i] >= V))
+      fail(std::string(name) + ": target " + int_str(ids[i]) + " at position " + int_str(i) + " is outside the vocabulary [0, " +
            int_str(V) + ")");
   Tensor out = Tensor::empty(targets.shape(), logits.dtype()), lse = Tensor::empty({N}, DType::f64);
   dispatch_float(logits.dtype(), name, [&](auto tag) {
@@ -321,10 +323,11 @@ Tensor token_logprobs(const Tensor& logits, const Tensor& targets, int64_t ignor
       double total = 0;
       for (int64_t j = 0; j < V; ++j) total += std::exp(static_cast<double>(row[j] - m));
       lse.data<double>()[i] = static_cast<double>(m) + std::log(total);
-      po[i] = pt[i] == ignore_index ? F(0) : static_cast<F>(row[pt[i]] - lse.data<double>()[i]);
+      po[i] = ids[i] == ignore_index ? F(0) : static_cast<F>(row[ids[i]] - lse.data<double>()[i]);
     }
   });
   return record(kTokenLogprobs, out, {logits}, [=](const Tensor& g_in) {
+    const int64_t* target_ids = tc.data<int64_t>();  // from the captured tc: the targets outlive forward
     const Tensor g = contiguous(g_in);
     Tensor gl = Tensor::empty(lc.shape(), lc.dtype());
     dispatch_float(lc.dtype(), name, [&](auto tag) {
@@ -334,13 +337,13 @@ Tensor token_logprobs(const Tensor& logits, const Tensor& targets, int64_t ignor
       F* pd = static_cast<F*>(gl.data_ptr());
       for (int64_t i = 0; i < N; ++i) {
         F* d = pd + i * V;
-        if (pt[i] == ignore_index) {
+        if (target_ids[i] == ignore_index) {
           std::fill(d, d + V, F(0));
           continue;
         }
         const double l = lse.data<double>()[i];
         for (int64_t j = 0; j < V; ++j) d[j] = static_cast<F>(-pg[i] * std::exp(static_cast<double>(pl[i * V + j]) - l));
-        d[pt[i]] += pg[i];
+        d[target_ids[i]] += pg[i];
       }
     });
     return std::vector<Tensor>{gl};
@@ -350,7 +353,9 @@ Tensor token_logprobs(const Tensor& logits, const Tensor& targets, int64_t ignor
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
   const Tensor counted = ne(to_dtype(targets, DType::i64), Tensor::scalar(static_cast<double>(ignore_index), DType::i64));
   const double count = sum(counted).item();
-  return -sum(token_logprobs(logits, targets, ignore_index)) / count;  // 0 counted: NaN, as PyTorch
+  const Tensor logprobs = token_logprobs(logits, targets, ignore_index);
+  if (!computes_in_f32(logprobs)) return -sum(logprobs) / count;  // 0 counted: NaN, as PyTorch
+  return to_dtype(-sum(to_dtype(logprobs, DType::f32)) / count, logprobs.dtype());  // one rounding, at the end
 }
 
 // ---------------------------------------------------------------- dropout, drop_path

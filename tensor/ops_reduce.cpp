@@ -97,6 +97,7 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& dims_in, bool keepdim) {
 }
 
 Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+  if (computes_in_f32(x)) return to_dtype(mean(to_dtype(x, DType::f32), dims, keepdim), x.dtype());  // one rounding
   const std::vector<int64_t> reduced = reduced_dims(x, dims, "mean");
   int64_t count = 1;
   for (int64_t d : reduced) count *= x.size(d);
@@ -106,7 +107,7 @@ Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
 // Values and (first) indices of the maximum along `dim`, keepdim shape.
 static std::pair<Tensor, Tensor> max_with_indices(const Tensor& x, int64_t dim, const char* op) {
   if (x.device() == Device::cuda) no_cuda_kernel(op);
-  if (x.numel() == 0 || x.size(dim) == 0) fail(std::string(op) + ": cannot reduce an empty dim of " + x.str());
+  if (x.size(dim) == 0) fail(std::string(op) + ": cannot reduce the empty dim " + std::to_string(dim) + " of " + x.str());
   const Tensor xc = contiguous(x.detach());
   const RowLayout l = row_layout(xc, dim);
   Shape keep = x.shape();
@@ -121,8 +122,11 @@ static std::pair<Tensor, Tensor> max_with_indices(const Tensor& x, int64_t dim, 
       for (int64_t i = 0; i < l.inner; ++i) {
         const T* row = px + o * l.n * l.inner + i;
         int64_t best = 0;
-        for (int64_t j = 1; j < l.n; ++j)
-          if (load(row[j * l.inner]) > load(row[best * l.inner])) best = j;
+        for (int64_t j = 1; j < l.n; ++j) {
+          const double candidate = load(row[j * l.inner]), current = load(row[best * l.inner]);
+          if (std::isnan(current)) break;  // NaN wins, as in PyTorch
+          if (candidate > current || std::isnan(candidate)) best = j;
+        }
         pv[o * l.inner + i] = row[best * l.inner];
         pi[o * l.inner + i] = best;
       }
@@ -135,7 +139,7 @@ Tensor max(const Tensor& x, int64_t dim_in, bool keepdim) {
   const int64_t dim = wrap_dim(dim_in, x.dim(), "max");
   auto found = max_with_indices(x, dim, "max");
   Tensor values = found.first;
-  const Tensor indices = found.second;  // a plain variable: lambdas cannot capture bindings in C++17 clang
+  const Tensor indices = found.second;  // not a structured binding: clang 14 cannot capture those
   const Shape keep = values.shape(), in_shape = x.shape();
   if (!keepdim) values = squeeze(values, dim);
   return record(kMax, values, {x}, [=](const Tensor& g) {

@@ -33,6 +33,7 @@ void require_cpu(const Tensor& t, const char* op) {
 
 // Reads an index tensor (i32 or i64, any layout) as int64 values in row-major order, checking bounds.
 std::vector<int64_t> read_indices(const Tensor& index, int64_t bound, const char* op) {
+  if (index.device() != Device::cpu) no_cuda_kernel(op);
   std::vector<int64_t> out(static_cast<size_t>(index.numel()));
   const Tensor ic = contiguous(index);
   dispatch_index(index.dtype(), op, [&](auto tag) {
@@ -131,6 +132,7 @@ Tensor slice(const Tensor& x, int64_t dim_in, int64_t start, int64_t end, int64_
 
 Tensor narrow(const Tensor& x, int64_t dim_in, int64_t start, int64_t length) {
   const int64_t dim = wrap_dim(dim_in, x.dim(), "narrow");
+  if (start < 0) start += x.size(dim);  // as PyTorch: a negative start counts from the end
   if (start < 0 || length < 0 || start + length > x.size(dim))
     fail("narrow: [" + int_str(start) + ", " + int_str(start + length) + ") is outside dim " + int_str(dim) +
          " of " + x.str());
@@ -148,6 +150,7 @@ Tensor expand(const Tensor& x, const Shape& shape_in) {
       continue;
     }
     const int64_t have = x.shape()[i - lead];
+    if (shape[i] < -1) fail("expand: invalid size " + int_str(shape[i]) + " in " + shape_str(shape_in));
     if (shape[i] == -1) shape[i] = have;
     if (have == shape[i]) strides[i] = x.strides()[i - lead];
     else if (have != 1) fail("expand: cannot expand " + x.str() + " to " + shape_str(shape_in));
@@ -158,19 +161,33 @@ Tensor expand(const Tensor& x, const Shape& shape_in) {
   return record(kExpand, out, {x}, [in_shape](const Tensor& g) { return std::vector<Tensor>{sum_to(g, in_shape)}; });
 }
 
+// Adding or removing a size-1 dim keeps every stride valid: a view of any layout, with reshape's node.
+static Tensor size_one_view(const Tensor& x, Shape shape, Shape strides) {
+  Tensor out = make_view(x, std::move(shape), std::move(strides), x.offset());
+  const Shape in_shape = x.shape();
+  return record(kReshape, out, {x}, [in_shape](const Tensor& g) { return std::vector<Tensor>{reshape(g, in_shape)}; });
+}
+
 Tensor unsqueeze(const Tensor& x, int64_t dim) {
-  Shape shape = x.shape();
   const int64_t d = wrap_dim(dim, x.dim() + 1, "unsqueeze");
+  Shape shape = x.shape(), strides = x.strides();
+  const int64_t stride = d < x.dim() ? x.stride(d) * x.size(d) : 1;
   shape.insert(shape.begin() + d, 1);
-  return reshape(x, shape);
+  strides.insert(strides.begin() + d, stride);
+  return size_one_view(x, shape, strides);
 }
 
 Tensor squeeze(const Tensor& x, int64_t dim) {
+  if (x.dim() == 0) {  // as PyTorch: a 0-d tensor squeezes to itself
+    wrap_dim(dim, 1, "squeeze");
+    return x;
+  }
   const int64_t d = wrap_dim(dim, x.dim(), "squeeze");
   if (x.size(d) != 1) return x;  // as PyTorch: squeezing a dim that is not 1 changes nothing
-  Shape shape = x.shape();
+  Shape shape = x.shape(), strides = x.strides();
   shape.erase(shape.begin() + d);
-  return reshape(x, shape);
+  strides.erase(strides.begin() + d);
+  return size_one_view(x, shape, strides);
 }
 
 // ---------------------------------------------------------------- cat and stack
@@ -219,7 +236,7 @@ Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
 
 // ---------------------------------------------------------------- index_select, gather, scatter_add
 
-// out[.., k, ..] = x[.., index[k], ..] along dim; with `add_into`, the reverse: out[.., index[k], ..] += src.
+// out[.., k, ..] = x[.., index[k], ..] along dim; the backward adds rows back: gx[.., index[k], ..] += g.
 Tensor index_select(const Tensor& x, int64_t dim_in, const Tensor& index) {
   require_cpu(x, "index_select");
   const int64_t dim = wrap_dim(dim_in, x.dim(), "index_select");
@@ -243,7 +260,7 @@ Tensor index_select(const Tensor& x, int64_t dim_in, const Tensor& index) {
   });
   const Shape in_shape = x.shape();
   return record(kIndexSelect, out, {x}, [=](const Tensor& g_in) {
-    const Tensor g = contiguous(g_in);
+    const Tensor g = contiguous(computes_in_f32(g_in) ? to_dtype(g_in, DType::f32) : g_in);  // bf16 adds in f32
     Tensor gx = Tensor::zeros(in_shape, g.dtype());
     dispatch_float(g.dtype(), "index_select backward", [&](auto tag) {
       using T = decltype(tag);
@@ -253,7 +270,7 @@ Tensor index_select(const Tensor& x, int64_t dim_in, const Tensor& index) {
         for (int64_t j = 0; j < k; ++j)
           for (int64_t i = 0; i < inner; ++i) pd[(o * n + idx[static_cast<size_t>(j)]) * inner + i] += pg[(o * k + j) * inner + i];
     });
-    return std::vector<Tensor>{gx};
+    return std::vector<Tensor>{to_dtype(gx, g_in.dtype())};
   });
 }
 
@@ -298,10 +315,10 @@ Tensor gather(const Tensor& x, int64_t dim_in, const Tensor& index) {
 }
 
 Tensor scatter_add(const Tensor& x, int64_t dim_in, const Tensor& index, const Tensor& src) {
+  check_same_dtype(x, src, "scatter_add");
   if (computes_in_f32(x))
     return to_dtype(scatter_add(to_dtype(x, DType::f32), dim_in, index, to_dtype(src, DType::f32)), x.dtype());
-  require_cpu(x, "scatter_add");
-  check_same_dtype(x, src, "scatter_add");
+  if (common_device({x, src}, "scatter_add") == Device::cuda) no_cuda_kernel("scatter_add");
   const int64_t dim = wrap_dim(dim_in, x.dim(), "scatter_add");
   if (index.dim() != src.dim()) fail("scatter_add: index " + index.str() + " and src " + src.str() + " differ in rank");
   for (int64_t d = 0; d < index.dim(); ++d)

@@ -68,9 +68,13 @@ static Tensor new_tensor(const Shape& shape, DType dtype, std::shared_ptr<Storag
 }
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
-  for (int64_t d : shape)
+  uint64_t bytes = dtype_size(dtype);
+  for (int64_t d : shape) {
     if (d < 0) fail("tensor shape " + shape_str(shape) + " has a negative size");
-  return new_tensor(shape, dtype, Storage::allocate(static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype), device));
+    if (__builtin_mul_overflow(bytes, static_cast<uint64_t>(d), &bytes) || bytes > (uint64_t{1} << 62))
+      fail("tensor shape " + shape_str(shape) + " of " + dtype_name(dtype) + " is too large to allocate");
+  }
+  return new_tensor(shape, dtype, Storage::allocate(static_cast<size_t>(bytes), device));
 }
 
 Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device) {
@@ -107,22 +111,23 @@ Tensor Tensor::arange(int64_t n, DType dtype, Device device) {
   return from_vector(values, {n}).to(dtype).to(device);
 }
 
-Tensor Tensor::rand(const Shape& shape, Generator& gen, DType dtype, Device device) {
-  Tensor t = empty(shape, DType::f32);
+// Fills an f32 tensor from the Philox stream (`values_per_block` elements per counter), then converts.
+template <class Draw>
+static Tensor draw(const Shape& shape, Generator& gen, DType dtype, Device device, uint64_t values_per_block, Draw value_at) {
+  Tensor t = Tensor::empty(shape, DType::f32);
   const int64_t n = t.numel();
-  const uint64_t base = gen.reserve(static_cast<uint64_t>(n + 3) / 4);
+  const uint64_t base = gen.reserve((static_cast<uint64_t>(n) + values_per_block - 1) / values_per_block);
   float* p = t.data<float>();
-  for (int64_t i = 0; i < n; ++i) p[i] = philox_uniform_at(gen.seed(), base, static_cast<uint64_t>(i));
+  for (int64_t i = 0; i < n; ++i) p[i] = value_at(gen.seed(), base, static_cast<uint64_t>(i));
   return t.to(dtype).to(device);
 }
 
+Tensor Tensor::rand(const Shape& shape, Generator& gen, DType dtype, Device device) {
+  return draw(shape, gen, dtype, device, 4, philox_uniform_at);
+}
+
 Tensor Tensor::randn(const Shape& shape, Generator& gen, DType dtype, Device device) {
-  Tensor t = empty(shape, DType::f32);
-  const int64_t n = t.numel();
-  const uint64_t base = gen.reserve(static_cast<uint64_t>(n + 1) / 2);
-  float* p = t.data<float>();
-  for (int64_t i = 0; i < n; ++i) p[i] = philox_normal_at(gen.seed(), base, static_cast<uint64_t>(i));
-  return t.to(dtype).to(device);
+  return draw(shape, gen, dtype, device, 2, philox_normal_at);
 }
 
 template <class T>

@@ -253,3 +253,65 @@ TEST_CASE("dropout and drop_path are seeded, scaled and off in eval", "[ops]") {
     CHECK(std::count(p.begin() + static_cast<long>(row * 50), p.begin() + static_cast<long>(row * 50 + 50), p[row * 50]) == 50);
   CHECK_THROWS_WITH(dropout(x, 1.0, g1), HasSubstr("[0, 1)"));
 }
+
+TEST_CASE("regressions: one-row linear keeps its bias, targets outlive forward, K = 0 backward", "[ops]") {
+  const Tensor w = Tensor::from_vector<float>({1, 2, 3, 4, 5, 6}, {2, 3}), b = Tensor::from_vector<float>({10, 20}, {2});
+  for (int i = 0; i < 3; ++i) CHECK(linear(Tensor::ones({1, 3}), w, b).to_doubles() == std::vector<double>{16, 35});
+  CHECK(b.to_doubles() == std::vector<double>{10, 20});
+  CHECK(linear(Tensor::ones({3}), w, b).to_doubles() == std::vector<double>{16, 35});
+
+  Generator gen(11);
+  Tensor logits = Tensor::randn({4, 6}, gen, DType::f64);
+  logits.set_requires_grad();
+  Tensor loss = sum(token_logprobs(logits, Tensor::from_vector<int32_t>({1, 5, -100, 0}, {4})));  // i32: converted inside
+  loss.backward();
+  const std::vector<double> with_i32 = logits.grad().to_doubles();
+  logits.zero_grad();
+  sum(token_logprobs(logits, Tensor::from_vector<int64_t>({1, 5, -100, 0}, {4}))).backward();
+  CHECK(logits.grad().to_doubles() == with_i32);
+
+  Tensor a = Tensor::ones({2, 3, 0}, DType::f64), m = Tensor::ones({0, 4}, DType::f64);
+  a.set_requires_grad(), m.set_requires_grad();
+  sum(matmul(a, m)).backward();
+  CHECK(m.grad().shape() == Shape{0, 4});
+  CHECK(a.grad().shape() == Shape{2, 3, 0});
+}
+
+TEST_CASE("regressions: dtype rules of PyTorch for integers, bools and NaN", "[ops]") {
+  const Tensor i = Tensor::from_vector<int64_t>({1, 2, 3}, {3});
+  CHECK((i * 0.5).dtype() == DType::f32);
+  CHECK((i * 0.5).to_doubles() == std::vector<double>{0.5, 1, 1.5});
+  CHECK((i + 1.0).dtype() == DType::i64);
+  CHECK(std::isinf((i / 0.0).to_doubles()[0]));  // true division: no integer trap
+  CHECK(div(i, i).dtype() == DType::f32);
+  const Tensor flag = gt(i, Tensor::scalar(1, DType::i64));
+  CHECK_THROWS_WITH(flag + flag, HasSubstr("bool tensors take only comparisons"));
+  const double nan = std::nan("");
+  const Tensor x = Tensor::from_vector<double>({1, nan, -2}, {3});
+  CHECK(std::isnan(relu(x).to_doubles()[1]));
+  CHECK(std::isnan(maximum(x, Tensor::scalar(0, DType::f64)).to_doubles()[1]));
+  CHECK(std::isnan(max(x, 0).item()));
+  CHECK(argmax(x, 0).item() == 1);
+  CHECK(max(Tensor::ones({0, 5}), 1).shape() == Shape{0});
+}
+
+TEST_CASE("regressions: views and argument checks", "[ops]") {
+  const Tensor x = Tensor::from_vector<float>({0, 1, 2, 3, 4, 5}, {2, 3}).mT();
+  CHECK(x.unsqueeze(1).storage() == x.storage());  // no copy of a strided tensor
+  CHECK(x.unsqueeze(1).squeeze(1).to_doubles() == x.to_doubles());
+  CHECK(Tensor::scalar(2).squeeze(0).dim() == 0);
+  CHECK(x.narrow(0, -1, 1).to_doubles() == std::vector<double>{2, 5});
+  CHECK_THROWS_WITH(Tensor::ones({1}).expand({-2}), HasSubstr("invalid size"));
+  CHECK_THROWS_WITH(Tensor::empty({int64_t{1} << 40, int64_t{1} << 40}), HasSubstr("too large"));
+  Generator gen(12);
+  const Tensor q = Tensor::randn({1, 2, 3, 4}, gen);
+  CHECK_THROWS_WITH(scaled_dot_product_attention(q.to(DType::bf16), q, q), HasSubstr("dtypes differ"));
+  CHECK_THROWS_WITH(layer_norm(q.to(DType::bf16), Tensor::ones({4}), Tensor(), 1e-5), HasSubstr("input's dtype"));
+  const Tensor pos = Tensor::from_vector<int64_t>({3, 4, 5}, {1, 3});
+  CHECK(max_abs_diff(rotary_embedding(q, pos, 1e4), rotary_embedding(q, pos.reshape({3}), 1e4)) == 0);
+  Tensor table = Tensor::randn({5, 2}, gen).to(DType::bf16);
+  table.set_requires_grad();
+  sum(index_select(table, 0, Tensor::from_vector<int64_t>({1, 1, 4}, {3})).to(DType::f32)).backward();
+  CHECK(table.grad().dtype() == DType::bf16);
+  CHECK(table.grad().to_doubles() == std::vector<double>{0, 0, 2, 2, 0, 0, 0, 0, 1, 1});
+}

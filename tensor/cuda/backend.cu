@@ -5,6 +5,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <climits>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -149,9 +150,16 @@ void binary(BinaryOp op, float* out, const float* a, const StridedLayout& a_layo
   check(cudaGetLastError(), "binary kernel");
 }
 
+int blas_int(int64_t v, const char* what) {
+  if (v < 0 || v > INT32_MAX) throw std::runtime_error(std::string("cuBLAS GEMM: ") + what + " = " + std::to_string(v) + " is outside the int range");
+  return static_cast<int>(v);
+}
+
 // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands, keep the flags.
 void gemm_f32(const GemmArgs& g) {
   if (g.batch == 0 || g.m == 0 || g.n == 0) return;
+  const int m = blas_int(g.m, "M"), n = blas_int(g.n, "N"), k = blas_int(g.k, "K"), batch = blas_int(g.batch, "batch");
+  const int lda = blas_int(g.lda, "lda"), ldb = blas_int(g.ldb, "ldb"), ldc = blas_int(g.ldc, "ldc");
   if (g.k == 0) {
     for (int64_t b = 0; b < g.batch; ++b)
       check(cudaMemset2D(g.c + b * g.batch_stride_c, static_cast<size_t>(g.ldc) * 4, 0, static_cast<size_t>(g.n) * 4,
@@ -160,10 +168,8 @@ void gemm_f32(const GemmArgs& g) {
   }
   const float one = 1.0f, zero = 0.0f;
   check_blas(cublasSgemmStridedBatched(blas_handle(), g.transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                       g.transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(g.n), static_cast<int>(g.m),
-                                       static_cast<int>(g.k), &one, g.b, static_cast<int>(g.ldb), g.batch_stride_b, g.a,
-                                       static_cast<int>(g.lda), g.batch_stride_a, &zero, g.c, static_cast<int>(g.ldc),
-                                       g.batch_stride_c, static_cast<int>(g.batch)),
+                                       g.transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &one, g.b, ldb, g.batch_stride_b,
+                                       g.a, lda, g.batch_stride_a, &zero, g.c, ldc, g.batch_stride_c, batch),
              "cublasSgemmStridedBatched");
 }
 
