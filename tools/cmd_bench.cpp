@@ -40,17 +40,20 @@ double median_seconds(const std::function<void()>& f, double budget = 1.0) {
   return times[static_cast<size_t>(reps / 2)];
 }
 
-// Median seconds per call of f and of g, run alternately so that both see the same machine state
-// (frequency, neighbours on a shared host): a fair ratio on a noisy machine.
-std::pair<double, double> paired_median_seconds(const std::function<void()>& f, const std::function<void()>& g,
-                                                double budget = 2.0) {
+// f and g timed alternately, so that each pair sees the same machine state (frequency, neighbours
+// on a shared host). Returns the median seconds of each and the median of the per-pair ratios
+// time(g) / time(f): on a noisy machine that ratio is far steadier than the ratio of two medians.
+struct PairedTiming {
+  double f_seconds, g_seconds, ratio;
+};
+PairedTiming paired_timing(const std::function<void()>& f, const std::function<void()>& g, double budget = 3.0) {
   using clock = std::chrono::steady_clock;
   f(), g();  // warm-up
   auto t0 = clock::now();
   f();
   const double once = std::max(std::chrono::duration<double>(clock::now() - t0).count(), 1e-9);
-  const int reps = static_cast<int>(std::clamp(budget / (2 * once), 7.0, 2000.0));
-  std::vector<double> tf, tg;
+  const int reps = static_cast<int>(std::clamp(budget / (2 * once), 9.0, 2000.0));
+  std::vector<double> tf, tg, ratios;
   for (int r = 0; r < reps; ++r) {
     t0 = clock::now();
     f();
@@ -58,10 +61,13 @@ std::pair<double, double> paired_median_seconds(const std::function<void()>& f, 
     t0 = clock::now();
     g();
     tg.push_back(std::chrono::duration<double>(clock::now() - t0).count());
+    ratios.push_back(tg.back() / tf.back());
   }
-  std::nth_element(tf.begin(), tf.begin() + reps / 2, tf.end());
-  std::nth_element(tg.begin(), tg.begin() + reps / 2, tg.end());
-  return {tf[static_cast<size_t>(reps / 2)], tg[static_cast<size_t>(reps / 2)]};
+  auto median = [](std::vector<double>& v) {
+    std::nth_element(v.begin(), v.begin() + static_cast<long>(v.size() / 2), v.end());
+    return v[v.size() / 2];
+  };
+  return {median(tf), median(tg), median(ratios)};
 }
 
 // Seconds per call when f is a tiny op: time a batch of calls, report per call.
@@ -106,14 +112,14 @@ void bench_gemm_cuda() {
 int bench_gemm() {
   std::printf("CPU: %s, %u hardware threads, OpenBLAS threads: %d\n\n", cpu_model().c_str(),
               std::thread::hardware_concurrency(), openblas_get_num_threads());
-  std::printf("%-28s %12s %12s %8s\n", "f32 matmul (M x N x K)", "engine GF/s", "cblas GF/s", "ratio");
+  std::printf("%-28s %12s %12s %13s\n", "f32 matmul (M x N x K)", "engine GF/s", "cblas GF/s", "engine/cblas");
   Generator gen(1);
   struct Shape3 { int64_t m, n, k; };
   for (const Shape3 s : {Shape3{1024, 1024, 1024}, Shape3{4096, 64, 1024}, Shape3{64, 4096, 1024}}) {
     const Tensor a = Tensor::randn({s.m, s.k}, gen), b = Tensor::randn({s.k, s.n}, gen);
     Tensor c = Tensor::empty({s.m, s.n});
     NoGrad no_grad;
-    const auto [engine, direct] = paired_median_seconds([&] { c = matmul(a, b); }, [&] {
+    const PairedTiming timing = paired_timing([&] { c = matmul(a, b); }, [&] {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(s.m), static_cast<int>(s.n),
                   static_cast<int>(s.k), 1.0f, a.data<float>(), static_cast<int>(s.k), b.data<float>(),
                   static_cast<int>(s.n), 0.0f, c.data<float>(), static_cast<int>(s.n));
@@ -122,7 +128,8 @@ int bench_gemm() {
     char label[64];
     std::snprintf(label, sizeof label, "%lld x %lld x %lld", static_cast<long long>(s.m), static_cast<long long>(s.n),
                   static_cast<long long>(s.k));
-    std::printf("%-28s %12.1f %12.1f %8.3f\n", label, flops / engine * 1e-9, flops / direct * 1e-9, direct / engine);
+    std::printf("%-28s %12.1f %12.1f %13.3f\n", label, flops / timing.f_seconds * 1e-9, flops / timing.g_seconds * 1e-9,
+                timing.ratio);
   }
 
   std::printf("\n%-44s %10s\n", "per-op overhead on tiny tensors", "us / op");

@@ -43,7 +43,7 @@ row "ivl gradcheck (all ops)" "$(tail -1 "$LOG/gradcheck.txt"); to_device: $(gre
 row "ctest" "$(grep -E 'tests passed' "$LOG/ctest.txt")"
 
 "$BUILD/ivl" bench gemm 2>&1 | tee "$LOG/bench.txt"
-while IFS= read -r line; do row "bench cpu $(echo "$line" | awk '{print $1"x"$3"x"$5}')" "$(echo "$line" | awk '{print "engine " $6 " GF/s, cblas " $7 ", ratio " $8}')"; done \
+while IFS= read -r line; do row "bench cpu $(echo "$line" | awk '{print $1"x"$3"x"$5}')" "$(echo "$line" | awk '{print "engine " $6 " GF/s, cblas " $7 ", engine/cblas " $8}')"; done \
   < <(grep -E '^[0-9]+ x [0-9]+ x [0-9]+ +[0-9.]+ +[0-9.]+ +[0-9.]+$' "$LOG/bench.txt")
 while IFS= read -r line; do row "bench gpu $(echo "$line" | awk '{print $1"x"$3"x"$5}')" "$(echo "$line" | awk '{print $6 " GF/s"}')"; done \
   < <(grep -E '^[0-9]+ x [0-9]+ x [0-9]+ +[0-9.]+$' "$LOG/bench.txt")
