@@ -60,6 +60,9 @@ Tensor operator*(double a, const Tensor& b);
 Tensor operator/(double a, const Tensor& b);
 
 // ---- conversions ----
+// Copies src's elements into dst (same shape; dtype and device converted). Not recorded by autograd:
+// for loading weights and for optimizer updates, on tensors that are not part of a graph.
+void copy_into(const Tensor& dst, const Tensor& src);
 Tensor to_dtype(const Tensor& x, DType dtype);     // differentiable between float dtypes
 Tensor to_device(const Tensor& x, Device device);  // differentiable
 Tensor contiguous(const Tensor& x);                // x itself when already contiguous

@@ -111,6 +111,13 @@ static Tensor copy_of(const Tensor& x) {
   return out;
 }
 
+void copy_into(const Tensor& dst, const Tensor& src) {
+  if (dst.shape() != src.shape()) fail("copy_into: shapes differ: " + dst.str() + " <- " + src.str());
+  if (!dst.is_leaf()) fail("copy_into: the destination " + dst.str() + " is the output of an op in a graph");
+  NoGrad no_grad;
+  copy_strided(dst.detach(), to_device(to_dtype(src.detach(), dst.dtype()), dst.device()));
+}
+
 Tensor contiguous(const Tensor& x) {
   if (x.is_contiguous()) return x;
   return record(kContiguous, copy_of(x), {x}, [](const Tensor& g) { return std::vector<Tensor>{g}; });

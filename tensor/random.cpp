@@ -21,6 +21,15 @@ float philox_uniform_at(uint64_t seed, uint64_t base, uint64_t index) {
   return philox_uniform(philox4x32(seed, base + index / 4)[index % 4]);
 }
 
+void philox_fill_uniform(float* out, int64_t n, uint64_t seed, uint64_t base, float low, float high) {
+  const float width = high - low;
+  for (int64_t block = 0; block * 4 < n; ++block) {
+    const auto words = philox4x32(seed, base + static_cast<uint64_t>(block));
+    for (int64_t lane = 0; lane < 4 && block * 4 + lane < n; ++lane)
+      out[block * 4 + lane] = low + width * philox_uniform(words[static_cast<size_t>(lane)]);
+  }
+}
+
 float philox_normal_at(uint64_t seed, uint64_t base, uint64_t index) {
   const auto words = philox4x32(seed, base + index / 2);
   const size_t lane = 2 * (index % 2);

@@ -33,6 +33,8 @@ class Generator {
 // The CPU recipes shared by Tensor::rand/randn and dropout; element i of a draw starting at
 // counter `base` uses block base + i / 4 (uniform) or base + i / 2 (normal, Box-Muller on 2 words).
 float philox_uniform_at(uint64_t seed, uint64_t base, uint64_t index);
+// out[i] = low + (high - low) * uniform(i) for i < n: the stream of philox_uniform_at, a block at a time.
+void philox_fill_uniform(float* out, int64_t n, uint64_t seed, uint64_t base, float low, float high);
 float philox_normal_at(uint64_t seed, uint64_t base, uint64_t index);
 
 }  // namespace ivl

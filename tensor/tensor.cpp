@@ -111,23 +111,20 @@ Tensor Tensor::arange(int64_t n, DType dtype, Device device) {
   return from_vector(values, {n}).to(dtype).to(device);
 }
 
-// Fills an f32 tensor from the Philox stream (`values_per_block` elements per counter), then converts.
-template <class Draw>
-static Tensor draw(const Shape& shape, Generator& gen, DType dtype, Device device, uint64_t values_per_block, Draw value_at) {
+Tensor Tensor::rand(const Shape& shape, Generator& gen, DType dtype, Device device) {
   Tensor t = Tensor::empty(shape, DType::f32);
-  const int64_t n = t.numel();
-  const uint64_t base = gen.reserve((static_cast<uint64_t>(n) + values_per_block - 1) / values_per_block);
-  float* p = t.data<float>();
-  for (int64_t i = 0; i < n; ++i) p[i] = value_at(gen.seed(), base, static_cast<uint64_t>(i));
+  const uint64_t base = gen.reserve((static_cast<uint64_t>(t.numel()) + 3) / 4);
+  philox_fill_uniform(t.data<float>(), t.numel(), gen.seed(), base, 0.0f, 1.0f);
   return t.to(dtype).to(device);
 }
 
-Tensor Tensor::rand(const Shape& shape, Generator& gen, DType dtype, Device device) {
-  return draw(shape, gen, dtype, device, 4, philox_uniform_at);
-}
-
 Tensor Tensor::randn(const Shape& shape, Generator& gen, DType dtype, Device device) {
-  return draw(shape, gen, dtype, device, 2, philox_normal_at);
+  Tensor t = Tensor::empty(shape, DType::f32);
+  const int64_t n = t.numel();
+  const uint64_t base = gen.reserve(static_cast<uint64_t>(n + 1) / 2);
+  float* p = t.data<float>();
+  for (int64_t i = 0; i < n; ++i) p[i] = philox_normal_at(gen.seed(), base, static_cast<uint64_t>(i));
+  return t.to(dtype).to(device);
 }
 
 template <class T>

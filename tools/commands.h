@@ -12,6 +12,7 @@ int cmd_inspect(const Args& args);    // tools/cmd_inspect.cpp
 int cmd_gradcheck(const Args& args);  // tools/cmd_gradcheck.cpp
 int cmd_bench(const Args& args);      // tools/cmd_bench.cpp
 int cmd_devices(const Args& args);    // tools/ivl.cpp
+int cmd_check(const Args& args);      // tools/cmd_check.cpp
 
 // Small helpers for flag parsing, shared by the commands.
 bool has_flag(const Args& args, const std::string& flag);

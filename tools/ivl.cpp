@@ -41,6 +41,7 @@ const std::map<std::string, Command>& commands() {
       {"inspect", {cmd_inspect, "inspect PATH            tensors of a .safetensors file, or a model directory's config and parameter counts"}},
       {"gradcheck", {cmd_gradcheck, "gradcheck [--op NAME]   every op's backward against central finite differences (f64)"}},
       {"bench", {cmd_bench, "bench gemm              engine matmul vs direct cblas_sgemm, and per-op overhead"}},
+      {"check", {cmd_check, "check --model DIR         a model against golden tensors of the official code (forward, MPO loss, gradients)"}},
       {"devices", {cmd_devices, "devices                 the compute devices this build can use"}},
   };
   return table;

@@ -1,0 +1,91 @@
+// InternVLChat assembly and loading (see internvl_chat.h).
+#include "mpo/internvl_chat.h"
+
+#include <cmath>
+#include <filesystem>
+
+#include "nn/safetensors.h"
+
+namespace ivl {
+
+InternVLChatConfig InternVLChatConfig::from_file(const std::string& config_json) {
+  return from(ConfigReader::from_file(config_json));
+}
+
+InternVLChatConfig InternVLChatConfig::from(const ConfigReader& c) {
+  InternVLChatConfig cfg;
+  cfg.vision = VisionConfig::from(c.child("vision_config"));
+  cfg.llm = LlmConfig::from(c.child("llm_config"));
+  cfg.downsample_ratio = c.number("downsample_ratio", 0.5);
+  cfg.ps_version = parse_ps_version(c.string("ps_version", "v1"));
+  cfg.select_layer = c.integer("select_layer", -1);
+  cfg.template_name = c.string("template", "");
+  cfg.image_size = c.integer("force_image_size", cfg.vision.image_size);
+  const int64_t L = cfg.vision.num_layers;
+  if (cfg.select_layer < -(L + 1) || cfg.select_layer > L)
+    c.fail_at("select_layer", "must index the " + std::to_string(L + 1) + " hidden states of the vision model");
+  const double per_side = static_cast<double>(cfg.image_size / cfg.vision.patch_size) * cfg.downsample_ratio;
+  if (per_side != std::floor(per_side) || per_side < 1)
+    c.fail_at("downsample_ratio", "must turn the " + std::to_string(cfg.image_size / cfg.vision.patch_size) +
+                                      "-patch grid into a whole number of tokens per side");
+  return cfg;
+}
+
+int64_t InternVLChatConfig::num_image_token() const {
+  const double side = static_cast<double>(image_size / vision.patch_size) * downsample_ratio;
+  return static_cast<int64_t>(side * side);
+}
+
+int64_t InternVLChatConfig::vit_layers_to_run() const {
+  // hidden_states has num_layers + 1 entries: [0] the embeddings, [k] the output of layer k - 1.
+  return select_layer < 0 ? vision.num_layers + 1 + select_layer : select_layer;
+}
+
+InternVLChat::InternVLChat(const InternVLChatConfig& config, ParameterSet& params)
+    : config_(config), vision_(config.vision, params) {
+  const auto merge = static_cast<int64_t>(std::lround(1.0 / (config.downsample_ratio * config.downsample_ratio)));
+  projector_ = Projector(params, config.vision.hidden_size * merge, config.llm.hidden_size);
+  llm_ = Decoder(config.llm, params);
+}
+
+Tensor InternVLChat::extract_feature(const Tensor& pixel_values, Generator* drop_path) const {
+  const Tensor hidden = vision_.forward(pixel_values, config_.vit_layers_to_run(), drop_path);
+  return vit_to_llm_tokens(hidden, config_.downsample_ratio, config_.ps_version, projector_);
+}
+
+Tensor InternVLChat::splice_image_tokens(const Tensor& input_ids, const Tensor& image_tokens, int64_t image_context_id) const {
+  if (input_ids.dim() != 2) fail("splice_image_tokens: input_ids must be [B, T], got " + input_ids.str());
+  const int64_t B = input_ids.size(0), T = input_ids.size(1), H = config_.llm.hidden_size;
+  const Tensor text = llm_.embed(input_ids).reshape({B * T, H});
+  const std::vector<double> ids = input_ids.to_doubles();
+  std::vector<int64_t> source(ids.size(), 0);
+  std::vector<uint8_t> is_image(ids.size(), 0);
+  int64_t next = 0;
+  for (size_t i = 0; i < ids.size(); ++i)
+    if (static_cast<int64_t>(ids[i]) == image_context_id) is_image[i] = 1, source[i] = next++;
+  const int64_t available = image_tokens.defined() ? image_tokens.numel() / H : 0;
+  if (next != available)
+    fail("splice_image_tokens: the batch has " + std::to_string(next) + " image-context positions (id " +
+         std::to_string(image_context_id) + ") but the images give " + std::to_string(available) + " tokens");
+  if (next == 0) return text.reshape({B, T, H});
+  const Tensor rows = index_select(image_tokens.reshape({available, H}), 0, Tensor::from_vector(source, {B * T}));
+  const Tensor mask = Tensor::from_vector(is_image, {B * T, 1}).to(DType::boolean);
+  return where(mask, rows, text).reshape({B, T, H});
+}
+
+Tensor InternVLChat::forward(const Tensor& pixel_values, const Tensor& input_ids, const Tensor& attention_mask,
+                             int64_t image_context_id, Generator* drop_path) {
+  const Tensor image_tokens = pixel_values.defined() ? extract_feature(pixel_values, drop_path) : Tensor();
+  return llm_.forward(splice_image_tokens(input_ids, image_tokens, image_context_id), attention_mask);
+}
+
+LoadedModel load_internvl(const std::string& model_dir, const std::string& weights) {
+  LoadedModel loaded;
+  loaded.config = InternVLChatConfig::from_file((std::filesystem::path(model_dir) / "config.json").string());
+  loaded.params = std::make_unique<ParameterSet>();
+  loaded.model = std::make_unique<InternVLChat>(loaded.config, *loaded.params);
+  loaded.params->load(SafetensorsCheckpoint(weights.empty() ? model_dir : weights));
+  return loaded;
+}
+
+}  // namespace ivl

@@ -1,0 +1,63 @@
+// InternVLChat: the vision tower, pixel shuffle + mlp1, and the decoder, assembled as the official
+// modeling_internvl_chat.py does: each <IMG_CONTEXT> position of the text takes, in order, the next
+// image token; padding is on the right; the logits come out [B, T, V].
+#pragma once
+#include <memory>
+#include <string>
+
+#include "llm/decoder.h"
+#include "nn/parameters.h"
+#include "vit/intern_vit.h"
+#include "vit/projector.h"
+
+namespace ivl {
+
+struct InternVLChatConfig {
+  VisionConfig vision;
+  LlmConfig llm;
+  double downsample_ratio = 0.5;
+  PixelShuffleVersion ps_version = PixelShuffleVersion::v1;
+  int64_t select_layer = -1;
+  int64_t image_size = 0;  // force_image_size, else the vision config's
+  std::string template_name;
+  static InternVLChatConfig from_file(const std::string& config_json);
+  static InternVLChatConfig from(const ConfigReader& config);
+  int64_t num_image_token() const;  // per tile: (image_size / patch)^2 * downsample_ratio^2
+  int64_t vit_layers_to_run() const;  // select_layer as a layer count (hidden_states[select_layer])
+};
+
+class InternVLChat {
+ public:
+  // Declares every parameter (official names) in `params`; fill them with params.load / allocate.
+  InternVLChat(const InternVLChatConfig& config, ParameterSet& params);
+
+  // pixel_values [N, 3, S, S] -> image tokens [N, num_image_token, H_llm].
+  Tensor extract_feature(const Tensor& pixel_values, Generator* drop_path = nullptr) const;
+  // Token embeddings of input_ids [B, T] with every position holding `image_context_id` replaced, in
+  // row-major order, by the next row of image_tokens [N, tokens, H] (their counts must agree).
+  Tensor splice_image_tokens(const Tensor& input_ids, const Tensor& image_tokens, int64_t image_context_id) const;
+  // The whole forward: logits [B, T, V] in f32.
+  Tensor forward(const Tensor& pixel_values, const Tensor& input_ids, const Tensor& attention_mask, int64_t image_context_id,
+                 Generator* drop_path = nullptr);
+
+  const InternVLChatConfig& config() const { return config_; }
+  const InternViT& vision() const { return vision_; }
+  Decoder& llm() { return llm_; }
+
+ private:
+  InternVLChatConfig config_;
+  InternViT vision_;
+  Projector projector_;
+  Decoder llm_;
+};
+
+// A model directory as published: config.json plus model.safetensors (or shards with an index).
+struct LoadedModel {
+  InternVLChatConfig config;
+  std::unique_ptr<ParameterSet> params;
+  std::unique_ptr<InternVLChat> model;
+};
+// Loads `weights` (a .safetensors file or a directory; default: the model directory itself).
+LoadedModel load_internvl(const std::string& model_dir, const std::string& weights = "");
+
+}  // namespace ivl

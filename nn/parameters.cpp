@@ -1,0 +1,116 @@
+// ParameterSet: declaration, the flat buffer, checkpoint loading with one complete error report.
+#include "nn/parameters.h"
+
+#include <algorithm>
+
+#include "nn/safetensors.h"
+#include "tensor/autograd.h"
+#include "tensor/ops.h"
+#include "tensor/random.h"
+
+namespace ivl {
+
+const Tensor& Parameter::tensor() const {
+  if (!slot_) fail("use of an undeclared parameter");
+  if (!slot_->tensor.defined()) fail("parameter '" + slot_->name + "' has not been loaded or allocated");
+  return slot_->tensor;
+}
+
+Parameter ParameterSet::declare(const std::string& name, const Shape& shape, bool optional) {
+  if (index_.count(name)) fail("parameter '" + name + "' is declared twice");
+  for (int64_t d : shape)
+    if (d <= 0) fail("parameter '" + name + "' has an invalid shape " + shape_str(shape));
+  Parameter p;
+  p.slot_ = std::make_shared<Parameter::Slot>();
+  p.slot_->name = name, p.slot_->shape = shape, p.slot_->optional = optional;
+  index_[name] = parameters_.size();
+  parameters_.push_back(p);
+  return p;
+}
+
+const Parameter& ParameterSet::find(const std::string& name) const {
+  const auto it = index_.find(name);
+  if (it == index_.end()) fail("no parameter named '" + name + "'");
+  return parameters_[it->second];
+}
+
+int64_t ParameterSet::numel(const std::string& prefix) const {
+  int64_t n = 0;
+  for (const Parameter& p : parameters_)
+    if (p.name().rfind(prefix, 0) == 0) n += shape_numel(p.shape());
+  return n;
+}
+
+// One f32 buffer for the present parameters; each parameter is a leaf view into it.
+void ParameterSet::allocate(const std::vector<bool>& present) {
+  int64_t total = 0;
+  for (size_t i = 0; i < parameters_.size(); ++i)
+    if (present[i]) total += shape_numel(parameters_[i].shape());
+  flat_ = Tensor::zeros({total});
+  int64_t offset = 0;
+  for (size_t i = 0; i < parameters_.size(); ++i) {
+    Parameter::Slot& slot = *parameters_[i].slot_;
+    slot.tensor = Tensor();
+    if (!present[i]) continue;
+    slot.tensor = make_view(flat_, slot.shape, contiguous_strides(slot.shape), offset);
+    offset += shape_numel(slot.shape);
+  }
+}
+
+void ParameterSet::allocate_zeros() { allocate(std::vector<bool>(parameters_.size(), true)); }
+
+void ParameterSet::allocate_uniform(Generator& gen, double scale) {
+  allocate_zeros();
+  const int64_t n = flat_.numel();
+  philox_fill_uniform(flat_.data<float>(), n, gen.seed(), gen.reserve(static_cast<uint64_t>(n + 3) / 4),
+                      static_cast<float>(-scale), static_cast<float>(scale));
+}
+
+void ParameterSet::load(const SafetensorsCheckpoint& checkpoint) {
+  std::vector<std::string> missing, misshaped, unexpected, wrong_dtype;
+  std::vector<bool> present(parameters_.size(), false);
+  for (size_t i = 0; i < parameters_.size(); ++i) {
+    const Parameter& p = parameters_[i];
+    if (!checkpoint.contains(p.name())) {
+      if (!p.optional()) missing.push_back(p.name() + " " + shape_str(p.shape()));
+      continue;
+    }
+    const SafetensorsEntry& entry = checkpoint.entry(p.name());
+    if (entry.shape != p.shape())
+      misshaped.push_back(p.name() + ": expected " + shape_str(p.shape()) + ", found " + shape_str(entry.shape));
+    else if (!is_floating(entry.dtype))
+      wrong_dtype.push_back(p.name() + ": " + dtype_name(entry.dtype) + " is not a float dtype");
+    present[i] = true;
+  }
+  for (const std::string& name : checkpoint.names())
+    if (!index_.count(name)) unexpected.push_back(name);
+
+  if (!missing.empty() || !misshaped.empty() || !unexpected.empty() || !wrong_dtype.empty()) {
+    std::string message = "checkpoint '" + checkpoint.path() + "' does not match the model built from its config:";
+    auto list = [&message](const char* what, const std::vector<std::string>& items) {
+      if (items.empty()) return;
+      message += "\n  " + std::to_string(items.size()) + " " + what + ":";
+      for (const std::string& item : items) message += "\n    " + item;
+    };
+    list("missing", missing);
+    list("with the wrong shape", misshaped);
+    list("with a non-float dtype", wrong_dtype);
+    list("unexpected", unexpected);
+    fail(message);
+  }
+  allocate(present);
+  for (size_t i = 0; i < parameters_.size(); ++i)
+    if (present[i]) copy_into(parameters_[i].slot_->tensor, checkpoint.get(parameters_[i].name()));
+}
+
+void ParameterSet::set_requires_grad(bool on) {
+  for (Parameter& p : parameters_)
+    if (p.present()) p.slot_->tensor.set_requires_grad(on);
+}
+
+void ParameterSet::zero_grad() {
+  for (const Parameter& p : parameters_)
+    if (p.present()) p.tensor().zero_grad();
+}
+
+}  // namespace ivl

@@ -1,0 +1,67 @@
+// The parameter registry: every weight of a model by its checkpoint name. Models declare their
+// parameters (name and shape) when they are built; the registry then fills them all at once, from a
+// checkpoint or with random values, into one flat f32 buffer (one allocation, one optimizer loop).
+// Declaring without filling gives exact parameter counts for configs whose weights are not at hand.
+#pragma once
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace ivl {
+
+class Generator;
+class SafetensorsCheckpoint;
+
+// A handle on one declared weight. Layers keep these; `tensor()` is valid once the set is filled.
+class Parameter {
+ public:
+  Parameter() = default;
+  const std::string& name() const { return slot_->name; }
+  const Shape& shape() const { return slot_->shape; }
+  bool optional() const { return slot_->optional; }
+  bool present() const { return slot_ && slot_->tensor.defined(); }
+  const Tensor& tensor() const;
+  operator const Tensor&() const { return tensor(); }  // so that linear(x, weight_) reads naturally
+
+ private:
+  friend class ParameterSet;
+  struct Slot {
+    std::string name;
+    Shape shape;
+    bool optional = false;  // may be absent from a checkpoint (the model then falls back)
+    Tensor tensor;
+  };
+  std::shared_ptr<Slot> slot_;
+};
+
+class ParameterSet {
+ public:
+  Parameter declare(const std::string& name, const Shape& shape, bool optional = false);
+  const std::vector<Parameter>& parameters() const { return parameters_; }
+  const Parameter& find(const std::string& name) const;
+  bool contains(const std::string& name) const { return index_.count(name) != 0; }
+  // Elements of the declared parameters whose names start with `prefix` (all when empty).
+  int64_t numel(const std::string& prefix = "") const;
+
+  // Fill every parameter: zeros, or uniform in [-scale, scale] from a seeded generator.
+  void allocate_zeros();
+  void allocate_uniform(Generator& gen, double scale);
+  // Fill from a checkpoint (any float dtype on disk, f32 in memory). Every missing, unexpected or
+  // mis-shaped tensor is listed in one error; optional parameters may be absent (left empty).
+  void load(const SafetensorsCheckpoint& checkpoint);
+
+  void set_requires_grad(bool on);
+  void zero_grad();
+  const Tensor& flat() const { return flat_; }  // all filled parameters, back to back
+
+ private:
+  void allocate(const std::vector<bool>& present);
+  std::vector<Parameter> parameters_;
+  std::unordered_map<std::string, size_t> index_;
+  Tensor flat_;
+};
+
+}  // namespace ivl

@@ -1,0 +1,193 @@
+// `ivl check --model DIR [--golden FILE] [--ref FILE] [--meta FILE] [--keys]`: runs the vision
+// tower, policy and reference logits, log-probs, the MPO loss and its backward on a golden file's
+// inputs, and compares every golden key (vit.*, out.*, mpo.*, grad.*) with what this code computes.
+// One line per group: the worst relative error max|a-b| / max|b| over its keys, PASS or FAIL.
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "mpo/internvl_chat.h"
+#include "mpo/logps.h"
+#include "mpo/loss.h"
+#include "nn/safetensors.h"
+#include "tensor/autograd.h"
+#include "tools/commands.h"
+
+namespace ivl::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Comparison {
+  double error = 0;
+  std::string note;
+};
+
+// max|a - b| / max|b| over the positions where `keep` (same count as the values) is nonzero.
+Comparison relative_error(const Tensor& got, const Tensor& want, const std::vector<uint8_t>* keep = nullptr) {
+  if (got.numel() != want.numel())
+    return {INFINITY, "shape " + shape_str(got.shape()) + " vs golden " + shape_str(want.shape())};
+  const std::vector<double> a = got.to_doubles(), b = want.to_doubles();
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (keep && !(*keep)[i]) continue;
+    if (std::isnan(a[i]) != std::isnan(b[i])) return {INFINITY, "NaN mismatch"};
+    diff = std::max(diff, std::abs(a[i] - b[i]));
+    scale = std::max(scale, std::abs(b[i]));
+  }
+  return {scale > 0 ? diff / scale : diff, ""};
+}
+
+struct Meta {
+  MpoConfig mpo;
+  std::vector<int64_t> chosen_rows, rejected_rows;
+};
+
+Meta read_meta(const std::string& path, int64_t batch) {
+  Meta meta;
+  if (!fs::exists(path)) {
+    for (int64_t i = 0; i + 1 < batch; i += 2) meta.chosen_rows.push_back(i), meta.rejected_rows.push_back(i + 1);
+    std::printf("note: no %s; using beta 0.1, weights 0.8/0.2/1.0, pairs (0,1), (2,3), ...\n", path.c_str());
+    return meta;
+  }
+  const ConfigReader c = ConfigReader::from_file(path);
+  meta.mpo.beta = c.number("beta", 0.1);
+  if (c.has("loss_weights")) {
+    const ConfigReader w = c.child("loss_weights");
+    meta.mpo.weight_dpo = w.number("dpo_sigmoid", 0.8);
+    meta.mpo.weight_bco = w.number("bco_pair", 0.2);
+    meta.mpo.weight_sft = w.number("sft", 1.0);
+  }
+  for (const auto* key : {"chosen_rows", "rejected_rows"}) {
+    std::vector<int64_t>& rows = std::string(key) == "chosen_rows" ? meta.chosen_rows : meta.rejected_rows;
+    for (const auto& v : c.json().at(key)) {
+      if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= batch)
+        c.fail_at(key, "expected row numbers below the batch size " + std::to_string(batch));
+      rows.push_back(v.get<int64_t>());
+    }
+  }
+  if (meta.chosen_rows.size() != meta.rejected_rows.size() || meta.chosen_rows.empty())
+    c.fail_at("chosen_rows", "needs as many chosen as rejected rows, at least one");
+  return meta;
+}
+
+// delta is the mean of the 2P rewards beta * (policy - reference), which have both signs: it can be
+// arbitrarily close to 0 (exactly 0 at step 0), so, like every other tensor here, it is judged against
+// the magnitude of the values it summarises: max |golden reward|. (Relative to delta itself, the
+// golden's own f32 rounding of log-probs near 50 already amounts to about 1e-5.)
+Comparison delta_error(const Tensor& got, const SafetensorsFile& golden, const Meta& meta) {
+  const Tensor want = golden.get("mpo.delta");
+  const std::vector<double> policy = golden.get("out.policy_logps").to_doubles(), ref = golden.get("out.ref_logps").to_doubles();
+  double scale = std::abs(want.item());
+  for (size_t i = 0; i < policy.size(); ++i) scale = std::max(scale, std::abs(meta.mpo.beta * (policy[i] - ref[i])));
+  const double diff = std::abs(got.item() - want.item());
+  char note[96];
+  std::snprintf(note, sizeof note, "(relative to max|reward| %.3g; to delta itself %.2e)", scale, diff / std::abs(want.item()));
+  return {diff / scale, note};
+}
+
+Tensor rows_of(const Tensor& t, const std::vector<int64_t>& rows) { return index_select(t, 0, Tensor::from_vector(rows, {static_cast<int64_t>(rows.size())})); }
+
+}  // namespace
+
+int cmd_check(const Args& args) {
+  const std::string dir = flag_value(args, "--model", "");
+  if (dir.empty()) throw std::invalid_argument("usage: ivl check --model DIR [--golden FILE] [--ref FILE] [--meta FILE] [--keys]");
+  const std::string golden_path = flag_value(args, "--golden", (fs::path(dir) / "golden.safetensors").string());
+  const std::string ref_path = flag_value(args, "--ref", (fs::path(dir) / "ref_model.safetensors").string());
+  const bool per_key = has_flag(args, "--keys");
+
+  LoadedModel policy = load_internvl(dir);
+  LoadedModel reference = load_internvl(dir, ref_path);
+  const SafetensorsFile golden(golden_path);
+  auto input = [&](const std::string& name) {
+    if (!golden.contains(name)) throw std::invalid_argument("golden file '" + golden_path + "' has no '" + name + "'");
+    return golden.get(name);
+  };
+  const Tensor pixel_values = input("input.pixel_values").to(DType::f32), ids = input("input.input_ids"),
+               mask = input("input.attention_mask"), labels = input("input.labels");
+  const std::vector<double> special = input("input.special_ids").to_doubles();
+  if (special.size() < 3) throw std::invalid_argument("input.special_ids must list <img>, </img>, <IMG_CONTEXT>[, pad]");
+  const auto image_context_id = static_cast<int64_t>(special[2]);
+  const Meta meta = read_meta(flag_value(args, "--meta", (fs::path(dir) / "meta.json").string()), ids.size(0));
+  std::printf("model: %s (%s, %s, %lld parameters)\ngolden: %s\n", dir.c_str(), policy.config.llm.architecture.c_str(),
+              policy.config.vision.rms_norm ? "InternViT-6B style" : "InternViT-300M style",
+              static_cast<long long>(policy.params->numel()), golden_path.c_str());
+
+  std::map<std::string, Tensor> got;
+  {
+    NoGrad no_grad;
+    got["vit.last_hidden_state"] = policy.model->vision().forward(pixel_values);
+    got["out.ref_logits"] = reference.model->forward(pixel_values, ids, mask, image_context_id);
+  }
+  policy.params->set_requires_grad(true);
+  const Tensor image_tokens = policy.model->extract_feature(pixel_values);
+  got["vit.embeds_after_mlp1"] = image_tokens.detach();
+  const Tensor logits = policy.model->llm().forward(policy.model->splice_image_tokens(ids, image_tokens, image_context_id), mask);
+  got["out.logits"] = logits.detach();
+  const SequenceLogps pol = sequence_logps(logits, labels), ref = sequence_logps(got["out.ref_logits"], labels);
+  got["out.policy_logps"] = pol.logps.detach(), got["out.ref_logps"] = ref.logps, got["out.response_tokens"] = pol.tokens;
+
+  RewardShift shift;
+  const MpoInputs mpo_in{rows_of(pol.logps, meta.chosen_rows), rows_of(pol.logps, meta.rejected_rows),
+                         rows_of(ref.logps, meta.chosen_rows), rows_of(ref.logps, meta.rejected_rows),
+                         rows_of(pol.tokens, meta.chosen_rows)};
+  const MpoLoss loss = mpo_loss(mpo_in, meta.mpo, shift);
+  got["mpo.loss"] = loss.loss.detach(), got["mpo.loss_dpo"] = loss.dpo.detach(), got["mpo.loss_bco"] = loss.bco.detach();
+  got["mpo.loss_sft_pooled"] = loss.sft_pooled.detach(), got["mpo.loss_sft_per_pair"] = loss.sft_per_pair.detach();
+  got["mpo.delta"] = Tensor::scalar(loss.delta, DType::f64);
+  loss.loss.backward();
+  for (const Parameter& p : policy.params->parameters())
+    if (p.present() && p.tensor().grad().defined()) got["grad." + p.name()] = p.tensor().grad();
+
+  // Logits are compared where the attention mask is 1 (padded positions are not defined).
+  std::vector<uint8_t> keep_logits;
+  const std::vector<double> mv = mask.to_doubles();
+  const int64_t V = logits.size(-1);
+  for (double m : mv) keep_logits.insert(keep_logits.end(), static_cast<size_t>(V), m != 0);
+
+  struct Group {
+    int keys = 0;
+    double worst = 0;
+    std::string worst_key, note;
+  };
+  std::map<std::string, Group> groups;
+  const std::map<std::string, double> bounds = {{"vit", 1e-5}, {"out", 1e-5}, {"mpo", 1e-5}, {"grad", 1e-4}};
+  std::set<std::string> compared;
+  bool ok = true;
+  for (const std::string& name : golden.names()) {
+    const std::string group = name.substr(0, name.find('.'));
+    if (group == "input") continue;
+    Group& g = groups[group];
+    ++g.keys;
+    Comparison c;
+    if (!bounds.count(group)) c = {INFINITY, "unknown group"};
+    else if (!got.count(name)) c = {INFINITY, "not computed"};
+    else if (name == "mpo.delta") c = delta_error(got.at(name), golden, meta);
+    else c = relative_error(got.at(name), golden.get(name), name.find("logits") != std::string::npos ? &keep_logits : nullptr);
+    compared.insert(name);
+    if (per_key) std::printf("  %-62s %10.2e %s\n", name.c_str(), c.error, c.note.c_str());
+    if (!(c.error <= g.worst)) g.worst = c.error, g.worst_key = name, g.note = c.note;
+  }
+  for (const auto& [name, tensor] : got)
+    if (name.rfind("grad.", 0) == 0 && !compared.count(name)) {
+      groups["grad"].note = "golden has no " + name;
+      groups["grad"].worst = INFINITY;
+    }
+
+  std::printf("%-6s %5s %12s %8s  %-50s %s\n", "group", "keys", "max rel err", "bound", "worst key", "status");
+  for (const auto& [name, g] : groups) {
+    const double bound = bounds.count(name) ? bounds.at(name) : 0;
+    const bool pass = g.worst <= bound;
+    ok = ok && pass;
+    std::printf("%-6s %5d %12.2e %8.0e  %-50s %s%s%s\n", name.c_str(), g.keys, g.worst, bound, g.worst_key.c_str(),
+                pass ? "PASS" : "FAIL", g.note.empty() ? "" : "  ", g.note.c_str());
+  }
+  std::printf("check: %s\n", ok ? "PASS" : "FAIL");
+  return ok ? 0 : 1;
+}
+
+}  // namespace ivl::cli
