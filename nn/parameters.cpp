@@ -46,7 +46,7 @@ void ParameterSet::allocate(const std::vector<bool>& present) {
   int64_t total = 0;
   for (size_t i = 0; i < parameters_.size(); ++i)
     if (present[i]) total += shape_numel(parameters_[i].shape());
-  flat_ = Tensor::zeros({total});
+  flat_ = Tensor::zeros({total}, dtype_);
   int64_t offset = 0;
   for (size_t i = 0; i < parameters_.size(); ++i) {
     Parameter::Slot& slot = *parameters_[i].slot_;
@@ -62,8 +62,10 @@ void ParameterSet::allocate_zeros() { allocate(std::vector<bool>(parameters_.siz
 void ParameterSet::allocate_uniform(Generator& gen, double scale) {
   allocate_zeros();
   const int64_t n = flat_.numel();
-  philox_fill_uniform(flat_.data<float>(), n, gen.seed(), gen.reserve(static_cast<uint64_t>(n + 3) / 4),
+  const Tensor values = dtype_ == DType::f32 ? flat_ : Tensor::empty({n});
+  philox_fill_uniform(values.data<float>(), n, gen.seed(), gen.reserve(static_cast<uint64_t>(n + 3) / 4),
                       static_cast<float>(-scale), static_cast<float>(scale));
+  if (dtype_ != DType::f32) copy_into(flat_, values);
 }
 
 void ParameterSet::load(const SafetensorsCheckpoint& checkpoint) {

@@ -39,6 +39,8 @@ class Parameter {
 
 class ParameterSet {
  public:
+  // Parameters live in `dtype` (f32 for models; f64 lets tests check a whole model's gradients).
+  explicit ParameterSet(DType dtype = DType::f32) : dtype_(dtype) {}
   Parameter declare(const std::string& name, const Shape& shape, bool optional = false);
   const std::vector<Parameter>& parameters() const { return parameters_; }
   const Parameter& find(const std::string& name) const;
@@ -46,6 +48,7 @@ class ParameterSet {
   // Elements of the declared parameters whose names start with `prefix` (all when empty).
   int64_t numel(const std::string& prefix = "") const;
 
+  DType dtype() const { return dtype_; }
   // Fill every parameter: zeros, or uniform in [-scale, scale] from a seeded generator.
   void allocate_zeros();
   void allocate_uniform(Generator& gen, double scale);
@@ -61,6 +64,7 @@ class ParameterSet {
   void allocate(const std::vector<bool>& present);
   std::vector<Parameter> parameters_;
   std::unordered_map<std::string, size_t> index_;
+  DType dtype_;
   Tensor flat_;
 };
 

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "mpo/internvl_chat.h"
 #include "nn/safetensors.h"
 #include "tools/commands.h"
 
@@ -163,6 +164,27 @@ void inspect_model_directory(const std::string& directory) {
     print_config(config_path);
   else
     std::printf("config.json: absent\n");
+
+  // What the model built from config.json declares, part by part (needs no weights).
+  std::map<std::string, uint64_t> declared;
+  if (std::filesystem::is_regular_file(config_path)) {
+    ParameterSet params;
+    const InternVLChat model(InternVLChatConfig::from_file(config_path), params);
+    for (const Parameter& p : params.parameters()) declared[model_part(p.name())] += static_cast<uint64_t>(shape_numel(p.shape()));
+    uint64_t total = 0;
+    std::printf("parameters the config declares:\n");
+    for (const char* part : {"vision_model", "mlp1", "language_model"}) {
+      std::printf("  %-15s %14s (%7s)\n", part, grouped(declared[part]).c_str(), abbreviated(declared[part]).c_str());
+      total += declared[part];
+    }
+    std::printf("  %-15s %14s (%7s)\n", "total", grouped(total).c_str(), abbreviated(total).c_str());
+  }
+  const bool has_weights = std::filesystem::is_regular_file(std::filesystem::path(directory) / "model.safetensors") ||
+                           std::filesystem::is_regular_file(std::filesystem::path(directory) / "model.safetensors.index.json");
+  if (!has_weights) {
+    std::printf("weights: none in this directory\n");
+    return;
+  }
 
   const SafetensorsCheckpoint checkpoint(directory);
   const auto shards = checkpoint.shard_paths();

@@ -91,7 +91,8 @@ Tensor InternViT::embed(const Tensor& pixel_values) const {
   Tensor pos_grid = pos.narrow(1, 1, grid * grid);
   if (h != grid || w != grid) {  // the official code resizes with bicubic interpolation (a no-op at equal size)
     const Tensor as_image = pos_grid.reshape({grid, grid, C}).permute({2, 0, 1});  // [C, grid, grid]
-    const Tensor resized = matmul(matmul(bicubic_resize_matrix(grid, h), as_image), bicubic_resize_matrix(grid, w).mT());
+    const Tensor rows = bicubic_resize_matrix(grid, h).to(pos.dtype()), cols = bicubic_resize_matrix(grid, w).to(pos.dtype());
+    const Tensor resized = matmul(matmul(rows, as_image), cols.mT());
     pos_grid = resized.reshape({1, C, h * w}).transpose(1, 2);
   }
   return cat({cls, patches}, 1) + cat({pos.narrow(1, 0, 1), pos_grid}, 1);
