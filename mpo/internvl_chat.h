@@ -42,6 +42,7 @@ class InternVLChat {
 
   const InternVLChatConfig& config() const { return config_; }
   const InternViT& vision() const { return vision_; }
+  const Projector& projector() const { return projector_; }
   Decoder& llm() { return llm_; }
 
  private:

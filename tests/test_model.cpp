@@ -138,6 +138,26 @@ TEST_CASE("InternLM2's dynamic NTK base grows past max positions and never shrin
   CHECK(qwen.rope_theta(1000) == 10000.0);
 }
 
+TEST_CASE("select_layer picks the hidden state of the official rule", "[model]") {
+  json j = tiny_config("Qwen2ForCausalLM", false);
+  for (const auto& [select, layers] : {std::pair{-1, 3}, std::pair{-2, 2}, std::pair{0, 0}, std::pair{2, 2}}) {
+    j["select_layer"] = select;
+    CHECK(parse(j).vit_layers_to_run() == layers);
+  }
+  j["select_layer"] = -5;
+  CHECK_THROWS_WITH(parse(j), HasSubstr("select_layer"));
+  j["select_layer"] = -2;
+  ParameterSet params;
+  const InternVLChat model(parse(j), params);
+  Generator gen(7);
+  params.allocate_uniform(gen, 0.2);
+  NoGrad no_grad;
+  const Tensor pixels = Tensor::randn({1, 3, 28, 28}, gen);
+  const Tensor two_layers = vit_to_llm_tokens(model.vision().forward(pixels, 2), 0.5, PixelShuffleVersion::v2, model.projector());
+  CHECK(max_abs_diff(model.extract_feature(pixels), two_layers) == 0);
+  CHECK(max_abs_diff(model.vision().forward(pixels, 2), model.vision().forward(pixels, 3)) > 0);
+}
+
 TEST_CASE("the decoder is causal and padded keys change nothing", "[model]") {
   ParameterSet params;
   const InternVLChatConfig cfg = parse(tiny_config("Qwen2ForCausalLM", false));
@@ -236,13 +256,25 @@ TEST_CASE("loading lists every missing, unexpected and mis-shaped tensor in one 
     CHECK(m.find("mlp1.3.weight: expected [32, 32], found [3, 3]") != std::string::npos);
     CHECK(m.find("1 unexpected:\n    language_model.model.extra.weight") != std::string::npos);
   }
-  // Without the output head, the decoder falls back to the input embedding.
-  tensors.clear();
-  for (const Parameter& p : params.parameters())
-    if (p.name() != "language_model.output.weight") tensors.emplace_back(p.name(), p.tensor());
-  save_safetensors(dir + "/model.safetensors", tensors);
+  // Shards through an index, f16 and f32 on disk, and no output head: the decoder then falls back to
+  // the input embedding.
+  std::filesystem::remove(dir + "/model.safetensors");
+  std::vector<std::pair<std::string, Tensor>> shard[2];
+  json weight_map;
+  int n = 0;
+  for (const Parameter& p : params.parameters()) {
+    if (p.name() == "language_model.output.weight") continue;
+    const int which = n++ % 2;
+    shard[which].emplace_back(p.name(), p.tensor().to(which ? DType::f16 : DType::f32));
+    weight_map[p.name()] = which ? "model-00002-of-00002.safetensors" : "model-00001-of-00002.safetensors";
+  }
+  save_safetensors(dir + "/model-00001-of-00002.safetensors", shard[0]);
+  save_safetensors(dir + "/model-00002-of-00002.safetensors", shard[1]);
+  std::ofstream(dir + "/model.safetensors.index.json") << json{{"metadata", {{"total_size", 0}}}, {"weight_map", weight_map}}.dump();
   LoadedModel loaded = load_internvl(dir);
   CHECK_FALSE(loaded.params->find("language_model.output.weight").present());
+  for (const auto& [name, stored] : shard[1])
+    CHECK(max_abs_diff(loaded.params->find(name).tensor(), stored.to(DType::f32)) == 0);
   NoGrad no_grad;
   const Tensor logits = loaded.model->forward(Tensor(), Tensor::from_vector<int64_t>({1, 2, 3}, {1, 3}), Tensor(), 49);
   CHECK(logits.shape() == Shape{1, 3, 50});

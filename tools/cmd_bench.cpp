@@ -2,14 +2,17 @@
 // shapes (large square and skinny), and the engine's fixed cost per op on tiny tensors.
 // Timings are the median of repeated runs after a warm-up; the CPU and BLAS threads are printed.
 #include <cblas.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <functional>
 #include <thread>
 
+#include "mpo/internvl_chat.h"
 #include "tensor/autograd.h"
 #include "tensor/cuda_backend.h"
 #include "tensor/ops.h"
@@ -150,12 +153,70 @@ int bench_gemm() {
   return 0;
 }
 
+double peak_rss_gib() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / (1024.0 * 1024.0);  // ru_maxrss is in KiB on Linux
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// One inference forward of a model built from a config, with random weights: the vision tower on
+// `tiles` 448-pixel tiles, then the decoder over the image tokens plus `text` text tokens.
+int bench_model(const Args& args) {
+  const std::string config_path = flag_value(args, "--config", "tests/data/internvl2-1b/config.json");
+  const int64_t tiles = std::stoll(flag_value(args, "--tiles", "1")), text = std::stoll(flag_value(args, "--text", "64"));
+  const int runs = std::stoi(flag_value(args, "--runs", "2"));
+  const InternVLChatConfig config = InternVLChatConfig::from_file(config_path);
+  std::printf("CPU: %s, %u hardware threads, OpenBLAS threads: %d\n", cpu_model().c_str(), std::thread::hardware_concurrency(),
+              openblas_get_num_threads());
+  auto t0 = std::chrono::steady_clock::now();
+  ParameterSet params;
+  InternVLChat model(config, params);
+  Generator gen(1);
+  params.allocate_uniform(gen, 0.02);
+  std::printf("model: %s (%s), %lld parameters in f32 (%.2f GiB), random weights in %.1f s\n", config_path.c_str(),
+              config.llm.architecture.c_str(), static_cast<long long>(params.numel()),
+              static_cast<double>(params.numel()) * 4 / (1 << 30), seconds_since(t0));
+
+  const int64_t image_tokens = tiles * config.num_image_token(), context_id = config.llm.vocab_size - 1;
+  std::vector<int64_t> ids;
+  for (int64_t i = 0; i < text / 2; ++i) ids.push_back(1 + i % (config.llm.vocab_size - 2));
+  for (int64_t i = 0; i < image_tokens; ++i) ids.push_back(context_id);
+  while (static_cast<int64_t>(ids.size()) < image_tokens + text) ids.push_back(1 + static_cast<int64_t>(ids.size()) % (config.llm.vocab_size - 2));
+  const int64_t T = static_cast<int64_t>(ids.size());
+  const Tensor input_ids = Tensor::from_vector(ids, {1, T});
+  const Tensor pixels = Tensor::randn({tiles, 3, config.image_size, config.image_size}, gen);
+  std::printf("input: %lld tile(s) of %lld px -> %lld image tokens, + %lld text tokens = %lld positions\n\n",
+              static_cast<long long>(tiles), static_cast<long long>(config.image_size), static_cast<long long>(image_tokens),
+              static_cast<long long>(text), static_cast<long long>(T));
+
+  NoGrad no_grad;
+  std::printf("%-6s %12s %12s %12s\n", "run", "vision s", "decoder s", "total s");
+  for (int r = 0; r < runs; ++r) {
+    t0 = std::chrono::steady_clock::now();
+    const Tensor image = model.extract_feature(pixels);
+    const double vision = seconds_since(t0);
+    const Tensor logits = model.llm().forward(model.splice_image_tokens(input_ids, image, context_id));
+    const double total = seconds_since(t0);
+    std::printf("%-6d %12.2f %12.2f %12.2f\n", r + 1, vision, total - vision, total);
+    if (!std::isfinite(logits.narrow(1, T - 1, 1).to_doubles()[0])) throw std::runtime_error("non-finite logits");
+  }
+  std::printf("\npeak resident memory: %.2f GiB (parameters %.2f GiB)\n", peak_rss_gib(),
+              static_cast<double>(params.numel()) * 4 / (1 << 30));
+  return 0;
+}
+
 }  // namespace
 
 int cmd_bench(const Args& args) {
   const std::string what = args.empty() ? "" : args[0];
   if (what == "gemm") return bench_gemm();
-  throw std::invalid_argument("usage: ivl bench gemm   (unknown benchmark '" + what + "')");
+  if (what == "model") return bench_model(Args(args.begin() + 1, args.end()));
+  throw std::invalid_argument("usage: ivl bench gemm | ivl bench model [--config FILE] [--tiles N] [--text N] [--runs N]"
+                              "   (unknown benchmark '" + what + "')");
 }
 
 }  // namespace ivl::cli

@@ -40,7 +40,7 @@ const std::map<std::string, Command>& commands() {
   static const std::map<std::string, Command> table = {
       {"inspect", {cmd_inspect, "inspect PATH            tensors of a .safetensors file, or a model directory's config and parameter counts"}},
       {"gradcheck", {cmd_gradcheck, "gradcheck [--op NAME]   every op's backward against central finite differences (f64)"}},
-      {"bench", {cmd_bench, "bench gemm              engine matmul vs direct cblas_sgemm, and per-op overhead"}},
+      {"bench", {cmd_bench, "bench gemm | model      engine matmul vs direct cblas_sgemm and per-op overhead | an InternVL2-1B forward"}},
       {"check", {cmd_check, "check --model DIR         a model against golden tensors of the official code (forward, MPO loss, gradients)"}},
       {"devices", {cmd_devices, "devices                 the compute devices this build can use"}},
   };
