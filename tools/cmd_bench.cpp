@@ -166,7 +166,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 // One inference forward of a model built from a config, with random weights: the vision tower on
 // `tiles` 448-pixel tiles, then the decoder over the image tokens plus `text` text tokens.
 int bench_model(const Args& args) {
-  const std::string config_path = flag_value(args, "--config", "tests/data/internvl2-1b/config.json");
+  const std::string config_path = flag_value(args, "--config", std::string(IVL_SOURCE_DIR) + "/tests/data/internvl2-1b/config.json");
   const int64_t tiles = std::stoll(flag_value(args, "--tiles", "1")), text = std::stoll(flag_value(args, "--text", "64"));
   const int runs = std::stoi(flag_value(args, "--runs", "2"));
   const InternVLChatConfig config = InternVLChatConfig::from_file(config_path);
