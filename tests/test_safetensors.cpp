@@ -15,6 +15,7 @@
 
 #include "nn/safetensors.h"
 #include "tests/catch.h"
+#include "tests/temporary_directory.h"
 
 using namespace ivl;
 namespace fs = std::filesystem;
@@ -24,27 +25,6 @@ namespace {
 const std::string kSharedDirectory = IVL_SHARED_DIR;
 const std::string kTinyInternLM2 = kSharedDirectory + "/fixtures/tiny-internlm2";
 
-struct TemporaryDirectory {
-  fs::path path;
-  TemporaryDirectory() {
-    std::string pattern = (fs::temp_directory_path() / "ivl_safetensors_XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-  ~TemporaryDirectory() {
-    std::error_code error;
-    fs::remove_all(path, error);
-  }
-  TemporaryDirectory(const TemporaryDirectory&) = delete;
-  TemporaryDirectory& operator=(const TemporaryDirectory&) = delete;
-  std::string file(const std::string& name) const { return (path / name).string(); }
-  std::vector<std::string> listing() const {
-    std::vector<std::string> names;
-    for (const auto& item : fs::directory_iterator(path)) names.push_back(item.path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-  }
-};
 
 std::string little_endian_u64(uint64_t value) {
   std::string bytes(8, '\0');

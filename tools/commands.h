@@ -13,6 +13,8 @@ int cmd_gradcheck(const Args& args);  // tools/cmd_gradcheck.cpp
 int cmd_bench(const Args& args);      // tools/cmd_bench.cpp
 int cmd_devices(const Args& args);    // tools/ivl.cpp
 int cmd_check(const Args& args);      // tools/cmd_check.cpp
+int cmd_preprocess(const Args& args); // tools/cmd_preprocess.cpp
+int cmd_tokenize(const Args& args);   // tools/cmd_tokenize.cpp
 
 // Small helpers for flag parsing, shared by the commands.
 bool has_flag(const Args& args, const std::string& flag);

@@ -16,7 +16,20 @@ gpu=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,nohea
 echo "GPU: ${gpu:-none visible to nvidia-smi}"
 row "GPU" "${gpu:-none}"
 
-if cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DIVL_CUDA=ON -DIVL_CUDA_ARCHITECTURES="$ARCH" >"$LOG/configure.log" 2>&1 &&
+# Headers this machine may lack arrive as Debian packages in .gpu-deps/ (tools/gpu_deps.sh); unpack
+# them into a prefix and point CMake and pkg-config at it.
+prefix_args=()
+if ls .gpu-deps/*.deb >/dev/null 2>&1; then
+  PREFIX=$PWD/$BUILD/deps-prefix
+  mkdir -p "$PREFIX"
+  for deb in .gpu-deps/*.deb; do dpkg -x "$deb" "$PREFIX"; done
+  export PKG_CONFIG_PATH=$PREFIX/usr/lib/x86_64-linux-gnu/pkgconfig PKG_CONFIG_SYSROOT_DIR=$PREFIX
+  export LD_LIBRARY_PATH=$PREFIX/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  prefix_args=(-DCMAKE_PREFIX_PATH="$PREFIX/usr")
+  row "carried packages" "$(ls .gpu-deps/*.deb | wc -l) unpacked into $BUILD/deps-prefix"
+fi
+
+if cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DIVL_CUDA=ON -DIVL_CUDA_ARCHITECTURES="$ARCH" "${prefix_args[@]}" >"$LOG/configure.log" 2>&1 &&
    cmake --build "$BUILD" -j "$(nproc)" >"$LOG/build.log" 2>&1; then
   row "build (CUDA arch $ARCH)" "ok ($(grep -o 'CUDA backend [A-Z]*' "$LOG/configure.log"))"
 else

@@ -42,6 +42,8 @@ const std::map<std::string, Command>& commands() {
       {"gradcheck", {cmd_gradcheck, "gradcheck [--op NAME]   every op's backward against central finite differences (f64)"}},
       {"bench", {cmd_bench, "bench gemm | model      engine matmul vs direct cblas_sgemm and per-op overhead | an InternVL2-1B forward"}},
       {"check", {cmd_check, "check --model DIR         a model against golden tensors of the official code (forward, MPO loss, gradients)"}},
+      {"preprocess", {cmd_preprocess, "preprocess --image F [--max-tiles N] [--no-thumbnail] [--out F]   an image as the official pipeline tiles it"}},
+      {"tokenize", {cmd_tokenize, "tokenize --tokenizer DIR (--text S | --file F) [--json] [--no-special] [--decode [--skip-special]] [--bench]   text <-> ids"}},
       {"devices", {cmd_devices, "devices                 the compute devices this build can use"}},
   };
   return table;

@@ -11,6 +11,8 @@ packages=(
   catch2               # tests (Catch2 2 on Debian 12, Catch2 3 on newer systems; both work)
   libsentencepiece-dev # InternLM2 tokenizer model
   libpcre2-dev         # Unicode regex for the Qwen2 pre-tokenizer
+  libutf8proc-dev      # NFC normalisation before byte-level BPE
+  libjpeg62-turbo-dev  # JPEG decoding bit-identical to Pillow's (libjpeg-turbo, islow IDCT, fancy upsampling)
 )
 
 # `--fuzz` adds what `make fuzz` needs: clang with its libFuzzer and sanitizer runtimes.

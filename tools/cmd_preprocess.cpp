@@ -1,0 +1,77 @@
+// `ivl preprocess --image F [--max-tiles N] [--no-thumbnail] [--image-size 448] [--out F.safetensors]`:
+// an image as the official InternVL pipeline prepares it: decoded size, chosen grid, tiles and image
+// tokens, and optionally the u8 tiles and the normalised pixel_values written as safetensors.
+#include <chrono>
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+
+#include "nn/safetensors.h"
+#include "tools/commands.h"
+#include "vit/image.h"
+#include "vit/tiles.h"
+
+namespace ivl::cli {
+namespace {
+
+int positive_int_flag(const Args& args, const std::string& flag, int fallback) {
+  const std::string text = flag_value(args, flag, std::to_string(fallback));
+  size_t used = 0;
+  int value = 0;
+  try {
+    value = std::stoi(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || value < 1)
+    throw std::invalid_argument(flag + " needs a positive whole number, got \"" + text + "\"");
+  return value;
+}
+
+}  // namespace
+
+int cmd_preprocess(const Args& args) {
+  const std::string path = flag_value(args, "--image", "");
+  if (path.empty())
+    throw std::invalid_argument(
+        "usage: ivl preprocess --image F [--max-tiles N] [--no-thumbnail] [--image-size 448] [--out F.safetensors]");
+  TileOptions options;
+  options.max_tiles = positive_int_flag(args, "--max-tiles", options.max_tiles);
+  options.image_size = positive_int_flag(args, "--image-size", options.image_size);
+  options.use_thumbnail = !has_flag(args, "--no-thumbnail");
+  const std::string out_path = flag_value(args, "--out", "");
+
+  using clock = std::chrono::steady_clock;
+  const auto start = clock::now();
+  const Image image = load_image(path);
+  const auto decoded = clock::now();
+  const PreprocessedImage result = preprocess_image(image, options);
+  const auto done = clock::now();
+  const auto milliseconds = [](auto a, auto b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
+
+  // InternVL2: 14-pixel patches, pixel shuffle 0.5 -> (image_size / 28)^2 tokens per tile (256 at 448).
+  const int64_t tokens_per_tile = (options.image_size / 28) * (options.image_size / 28);
+  const bool thumbnail = result.tile_count() > result.grid.tiles();
+  std::printf("image      %s\n", path.c_str());
+  std::printf("decoded    %d x %d (width x height)\n", image.width, image.height);
+  std::printf("grid       %d x %d (columns x rows) at max %d tiles\n", result.grid.columns, result.grid.rows,
+              options.max_tiles);
+  std::printf("tiles      %lld (%d of %dx%d%s)\n", static_cast<long long>(result.tile_count()), result.grid.tiles(),
+              options.image_size, options.image_size, thumbnail ? " + thumbnail" : "");
+  std::printf("tokens     %lld image tokens (%lld per tile)\n",
+              static_cast<long long>(result.tile_count() * tokens_per_tile), static_cast<long long>(tokens_per_tile));
+  std::printf("time       decode %.1f ms, tiles + normalise %.1f ms\n", milliseconds(start, decoded),
+              milliseconds(decoded, done));
+  if (!out_path.empty()) {
+    save_safetensors(out_path, {{"tiles_u8", result.tiles_u8}, {"pixel_values", result.pixel_values}},
+                     {{"image", path},
+                      {"grid_columns_rows", std::to_string(result.grid.columns) + "," + std::to_string(result.grid.rows)},
+                      {"max_tiles", std::to_string(options.max_tiles)},
+                      {"use_thumbnail", options.use_thumbnail ? "true" : "false"}});
+    std::printf("wrote      %s (tiles_u8 u8%s, pixel_values f32%s)\n", out_path.c_str(),
+                shape_str(result.tiles_u8.shape()).c_str(), shape_str(result.pixel_values.shape()).c_str());
+  }
+  return 0;
+}
+
+}  // namespace ivl::cli
