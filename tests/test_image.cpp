@@ -17,7 +17,7 @@
 
 #include "nn/safetensors.h"
 #include "tests/catch.h"
-#include "tests/temporary_directory.h"
+#include "tests/test_support.h"
 #include "tests/image_test_data.h"
 #include "tests/sha256.h"
 #include "vit/image.h"
@@ -96,16 +96,6 @@ double mean_absolute_difference(const std::vector<uint8_t>& a, const Tensor& exp
   return total / static_cast<double>(a.size());
 }
 
-std::pair<std::string, int> run_command(const std::string& command) {
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string output;
-  char buffer[4096];
-  size_t n = 0;
-  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, n);
-  const int status = ::pclose(pipe);
-  return {output, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
-}
 
 }  // namespace
 

@@ -15,7 +15,7 @@
 
 #include "nn/safetensors.h"
 #include "tests/catch.h"
-#include "tests/temporary_directory.h"
+#include "tests/test_support.h"
 
 using namespace ivl;
 namespace fs = std::filesystem;
@@ -70,17 +70,6 @@ std::string error_of(const std::function<void()>& action) {
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
-// Runs a shell command line; returns its combined output, and its exit code (-1 after a signal).
-std::pair<std::string, int> run_command(const std::string& command) {
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string output;
-  char buffer[4096];
-  size_t n = 0;
-  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, n);
-  const int status = ::pclose(pipe);
-  return {output, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
-}
 
 const std::string kGoodEntry = R"("dtype":"F32","shape":[2],"data_offsets":[0,8])";
 

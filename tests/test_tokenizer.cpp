@@ -20,7 +20,7 @@
 #include "llm/tokenizer.h"
 #include "llm/unicode_text.h"
 #include "tests/catch.h"
-#include "tests/temporary_directory.h"
+#include "tests/test_support.h"
 
 using namespace ivl;
 namespace fs = std::filesystem;
@@ -92,16 +92,6 @@ std::vector<LlamaCppCase> llama_cpp_cases() {
 }
 
 
-std::pair<std::string, int> run_command(const std::string& command) {
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string output;
-  char buffer[4096];
-  size_t n = 0;
-  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, n);
-  const int status = ::pclose(pipe);
-  return {output, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
-}
 
 std::string load_error(const std::string& directory) {
   try {

@@ -1,7 +1,10 @@
-// A fresh directory under the system temp folder for one test, removed with everything in it when
-// the test ends.
+// Shared by the tests: a temporary directory that cleans up after itself, and running a command line.
 #pragma once
 #include <stdlib.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <utility>
 
 #include <algorithm>
 #include <filesystem>
@@ -11,6 +14,8 @@
 
 #include "tests/catch.h"
 
+// A fresh directory under the system temp folder for one test, removed with everything in it when
+// the test ends.
 struct TemporaryDirectory {
   std::filesystem::path path;
   explicit TemporaryDirectory(const std::string& prefix = "ivl_test") {
@@ -42,3 +47,15 @@ struct TemporaryDirectory {
     return names;
   }
 };
+
+// Runs a shell command line; returns its combined output and its exit code (-1 after a signal).
+inline std::pair<std::string, int> run_command(const std::string& command) {
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::string output;
+  char buffer[4096];
+  size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, n);
+  const int status = ::pclose(pipe);
+  return {output, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
+}
