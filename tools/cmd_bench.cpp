@@ -167,8 +167,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 // `tiles` 448-pixel tiles, then the decoder over the image tokens plus `text` text tokens.
 int bench_model(const Args& args) {
   const std::string config_path = flag_value(args, "--config", std::string(IVL_SOURCE_DIR) + "/tests/data/internvl2-1b/config.json");
-  const int64_t tiles = std::stoll(flag_value(args, "--tiles", "1")), text = std::stoll(flag_value(args, "--text", "64"));
-  const int runs = std::stoi(flag_value(args, "--runs", "2"));
+  const int64_t tiles = positive_int_flag(args, "--tiles", 1), text = positive_int_flag(args, "--text", 64);
+  const int runs = positive_int_flag(args, "--runs", 2);
   const InternVLChatConfig config = InternVLChatConfig::from_file(config_path);
   std::printf("CPU: %s, %u hardware threads, OpenBLAS threads: %d\n", cpu_model().c_str(), std::thread::hardware_concurrency(),
               openblas_get_num_threads());

@@ -12,24 +12,6 @@
 #include "vit/tiles.h"
 
 namespace ivl::cli {
-namespace {
-
-int positive_int_flag(const Args& args, const std::string& flag, int fallback) {
-  const std::string text = flag_value(args, flag, std::to_string(fallback));
-  size_t used = 0;
-  int value = 0;
-  try {
-    value = std::stoi(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || value < 1)
-    throw std::invalid_argument(flag + " needs a positive whole number, got \"" + text + "\"");
-  return value;
-}
-
-}  // namespace
-
 int cmd_preprocess(const Args& args) {
   const std::string path = flag_value(args, "--image", "");
   if (path.empty())

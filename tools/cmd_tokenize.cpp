@@ -134,7 +134,7 @@ int cmd_tokenize(const Args& args) {
 
   if (has_flag(args, "--bench")) {
     if (!has_file) throw std::invalid_argument("--bench needs --file");
-    const int repeat = std::stoi(flag_value(args, "--repeat", "3"));
+    const int repeat = positive_int_flag(args, "--repeat", 3);
     return bench(directory, file, repeat < 1 ? 1 : repeat, add_special);
   }
 

@@ -19,5 +19,7 @@ int cmd_tokenize(const Args& args);   // tools/cmd_tokenize.cpp
 // Small helpers for flag parsing, shared by the commands.
 bool has_flag(const Args& args, const std::string& flag);
 std::string flag_value(const Args& args, const std::string& flag, const std::string& fallback);
+// A flag's value as a whole number >= 1; anything else is a clear error naming the flag.
+int positive_int_flag(const Args& args, const std::string& flag, int fallback);
 
 }  // namespace ivl::cli

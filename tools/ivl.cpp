@@ -21,6 +21,20 @@ std::string flag_value(const Args& args, const std::string& flag, const std::str
   return fallback;
 }
 
+int positive_int_flag(const Args& args, const std::string& flag, int fallback) {
+  const std::string text = flag_value(args, flag, std::to_string(fallback));
+  size_t used = 0;
+  int value = 0;
+  try {
+    value = std::stoi(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || value < 1)
+    throw std::invalid_argument(flag + " needs a positive whole number, got \"" + text + "\"");
+  return value;
+}
+
 int cmd_devices(const Args&) {
   std::printf("cpu: available\ncuda: %s\n", cuda::device_summary().c_str());
   return 0;
