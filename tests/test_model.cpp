@@ -6,7 +6,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "mpo/internvl_chat.h"
+#include "internvl/internvl_chat.h"
 #include "mpo/logps.h"
 #include "mpo/loss.h"
 #include "nn/safetensors.h"

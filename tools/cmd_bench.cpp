@@ -12,7 +12,7 @@
 #include <functional>
 #include <thread>
 
-#include "mpo/internvl_chat.h"
+#include "internvl/internvl_chat.h"
 #include "tensor/autograd.h"
 #include "tensor/cuda_backend.h"
 #include "tensor/ops.h"

@@ -8,7 +8,7 @@
 #include <map>
 #include <set>
 
-#include "mpo/internvl_chat.h"
+#include "internvl/internvl_chat.h"
 #include "mpo/logps.h"
 #include "mpo/loss.h"
 #include "nn/safetensors.h"

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "mpo/internvl_chat.h"
+#include "internvl/internvl_chat.h"
 #include "nn/safetensors.h"
 #include "tools/commands.h"
 

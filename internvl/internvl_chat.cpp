@@ -1,5 +1,5 @@
 // InternVLChat assembly and loading (see internvl_chat.h).
-#include "mpo/internvl_chat.h"
+#include "internvl/internvl_chat.h"
 
 #include <cmath>
 #include <filesystem>
