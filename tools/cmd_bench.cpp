@@ -13,6 +13,8 @@
 #include <thread>
 
 #include "internvl/internvl_chat.h"
+#include "mpo/logps.h"
+#include "mpo/loss.h"
 #include "tensor/autograd.h"
 #include "tensor/cuda_backend.h"
 #include "tensor/ops.h"
@@ -209,12 +211,98 @@ int bench_model(const Args& args) {
   return 0;
 }
 
+
+// One MPO training step of the official trainer's shape with random weights: P pairs of one image
+// (`tiles` tiles each) + `prompt` text tokens + `response` scored tokens; a reference forward
+// without grad, the policy forward, sequence log-probs, the MPO loss and its backward.
+int bench_mpo_step(const Args& args) {
+  const std::string config_path = flag_value(args, "--config", std::string(IVL_SOURCE_DIR) + "/tests/data/internvl2-1b/config.json");
+  const int64_t pairs = positive_int_flag(args, "--pairs", 1), tiles = positive_int_flag(args, "--tiles", 1);
+  const int64_t prompt = positive_int_flag(args, "--prompt", 64), response = positive_int_flag(args, "--response", 128);
+  const int runs = positive_int_flag(args, "--runs", 2);
+  const bool as_json = has_flag(args, "--json");
+  const InternVLChatConfig config = InternVLChatConfig::from_file(config_path);
+  auto t0 = std::chrono::steady_clock::now();
+  ParameterSet policy_params, reference_params;
+  InternVLChat policy(config, policy_params), reference(config, reference_params);
+  Generator gen(1);
+  policy_params.allocate_uniform(gen, 0.02);
+  reference_params.allocate_zeros();
+  copy_into(reference_params.flat(), policy_params.flat());
+  policy_params.set_requires_grad(true);
+  std::fprintf(stderr, "model: %s, %lld parameters x 2 (policy + reference) in %.1f s\n", config_path.c_str(),
+               static_cast<long long>(policy_params.numel()), seconds_since(t0));
+
+  // The rows of the official benchmark: half the prompt, the image, the rest of the prompt and the response.
+  const int64_t vocab = config.llm.vocab_size, context_id = vocab - 1, image_tokens = tiles * config.num_image_token();
+  const int64_t T = prompt + image_tokens + response, rows = 2 * pairs;
+  std::vector<int64_t> ids, labels;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < prompt / 2; ++i) ids.push_back(1 + i % (vocab - 2));
+    for (int64_t i = 0; i < image_tokens; ++i) ids.push_back(context_id);
+    for (int64_t i = 0; i < prompt - prompt / 2 + response; ++i) ids.push_back(1 + (i * 7 + r) % (vocab - 2));
+    for (int64_t t = 0; t < T; ++t) labels.push_back(t < prompt + image_tokens ? -100 : ids[static_cast<size_t>(r * T + t)]);
+  }
+  const Tensor input_ids = Tensor::from_vector(ids, {rows, T}), label_t = Tensor::from_vector(labels, {rows, T});
+  const Tensor mask = Tensor::ones({rows, T}, DType::i64);
+  const Tensor pair_pixels = Tensor::randn({pairs * tiles, 3, config.image_size, config.image_size}, gen);
+  const Tensor pixels = cat({pair_pixels, pair_pixels}, 0);  // the official layout: tiles repeated for chosen and rejected
+  std::vector<int64_t> chosen_rows, rejected_rows;
+  for (int64_t p = 0; p < pairs; ++p) chosen_rows.push_back(p), rejected_rows.push_back(pairs + p);
+  auto rows_of = [](const Tensor& t, const std::vector<int64_t>& r) {
+    return index_select(t, 0, Tensor::from_vector(r, {static_cast<int64_t>(r.size())}));
+  };
+  std::fprintf(stderr, "work: %lld pair(s), %lld tile(s) each, %lld rows of %lld positions (%lld prompt + %lld image + %lld response)\n",
+               static_cast<long long>(pairs), static_cast<long long>(tiles), static_cast<long long>(rows),
+               static_cast<long long>(T), static_cast<long long>(prompt), static_cast<long long>(image_tokens),
+               static_cast<long long>(response));
+
+  double loss_value = 0;
+  auto step = [&] {
+    SequenceLogps ref;
+    {
+      NoGrad no_grad;
+      ref = sequence_logps(reference.forward(pixels, input_ids, mask, context_id), label_t);
+    }
+    const SequenceLogps pol = sequence_logps(policy.forward(pixels, input_ids, mask, context_id), label_t);
+    RewardShift shift;
+    const MpoLoss loss = mpo_loss({rows_of(pol.logps, chosen_rows), rows_of(pol.logps, rejected_rows),
+                                   rows_of(ref.logps, chosen_rows), rows_of(ref.logps, rejected_rows),
+                                   rows_of(pol.tokens, chosen_rows)}, MpoConfig{}, shift);
+    loss.loss.backward();
+    loss_value = loss.loss.item();
+    policy_params.zero_grad();
+  };
+  std::vector<double> times;
+  std::fprintf(stderr, "%-6s %12s %12s\n", "run", "seconds", "loss");
+  for (int r = 0; r < runs; ++r) {
+    t0 = std::chrono::steady_clock::now();
+    step();
+    times.push_back(seconds_since(t0));
+    std::fprintf(stderr, "%-6d %12.2f %12.5f\n", r + 1, times.back(), loss_value);
+    if (!std::isfinite(loss_value)) throw std::runtime_error("non-finite loss");
+  }
+  std::vector<double> sorted = times;
+  std::sort(sorted.begin(), sorted.end());
+  const double median = sorted[sorted.size() / 2], tokens = static_cast<double>(rows * T);
+  if (as_json)
+    std::printf("{\"what\": \"mpo-step\", \"device\": \"cpu\", \"threads\": %d, \"dtype\": \"f32\", \"tiles\": %lld, "
+                "\"seconds_min\": %.4f, \"seconds_median\": %.4f, \"peak_rss_GiB\": %.2f, \"sequences\": %lld, "
+                "\"seq_len\": %lld, \"tokens\": %lld, \"tokens_per_s\": %.1f}\n",
+                openblas_get_num_threads(), static_cast<long long>(tiles), sorted.front(), median, peak_rss_gib(),
+                static_cast<long long>(rows), static_cast<long long>(T), static_cast<long long>(rows * T), tokens / median);
+  else
+    std::printf("mpo-step: median %.2f s, min %.2f s, %.1f tokens/s, peak resident memory %.2f GiB\n", median, sorted.front(),
+                tokens / median, peak_rss_gib());
+  return 0;
+}
 }  // namespace
 
 int cmd_bench(const Args& args) {
   const std::string what = args.empty() ? "" : args[0];
   if (what == "gemm") return bench_gemm();
   if (what == "model") return bench_model(Args(args.begin() + 1, args.end()));
+  if (what == "mpo-step") return bench_mpo_step(Args(args.begin() + 1, args.end()));
   throw std::invalid_argument("usage: ivl bench gemm | ivl bench model [--config FILE] [--tiles N] [--text N] [--runs N]"
                               "   (unknown benchmark '" + what + "')");
 }
