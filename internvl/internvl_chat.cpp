@@ -53,30 +53,57 @@ Tensor InternVLChat::extract_feature(const Tensor& pixel_values, Generator* drop
   return vit_to_llm_tokens(hidden, config_.downsample_ratio, config_.ps_version, projector_);
 }
 
-Tensor InternVLChat::splice_image_tokens(const Tensor& input_ids, const Tensor& image_tokens, int64_t image_context_id) const {
+Tensor InternVLChat::splice_image_tokens(const Tensor& input_ids, const Tensor& image_tokens, int64_t image_context_id,
+                                        const std::vector<TileSpan>& row_tiles) const {
   if (input_ids.dim() != 2) fail("splice_image_tokens: input_ids must be [B, T], got " + input_ids.str());
   const int64_t B = input_ids.size(0), T = input_ids.size(1), H = config_.llm.hidden_size;
+  const int64_t tiles = image_tokens.defined() ? image_tokens.size(0) : 0;
+  const int64_t per_tile = image_tokens.defined() ? image_tokens.numel() / std::max<int64_t>(tiles * H, 1) : 0;
+  if (!row_tiles.empty() && static_cast<int64_t>(row_tiles.size()) != B)
+    fail("splice_image_tokens: " + std::to_string(row_tiles.size()) + " tile spans for " + std::to_string(B) + " rows");
   const Tensor text = llm_.embed(input_ids).reshape({B * T, H});
   const std::vector<double> ids = input_ids.to_doubles();
   std::vector<int64_t> source(ids.size(), 0);
   std::vector<uint8_t> is_image(ids.size(), 0);
-  int64_t next = 0;
-  for (size_t i = 0; i < ids.size(); ++i)
-    if (static_cast<int64_t>(ids[i]) == image_context_id) is_image[i] = 1, source[i] = next++;
-  const int64_t available = image_tokens.defined() ? image_tokens.numel() / H : 0;
-  if (next != available)
-    fail("splice_image_tokens: the batch has " + std::to_string(next) + " image-context positions (id " +
+  int64_t next = 0, found = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t in_row = 0;
+    if (!row_tiles.empty()) {
+      const TileSpan span = row_tiles[static_cast<size_t>(b)];
+      if (span.first < 0 || span.count < 0 || span.first + span.count > tiles)
+        fail("splice_image_tokens: row " + std::to_string(b) + " asks for tiles [" + std::to_string(span.first) + ", " +
+             std::to_string(span.first + span.count) + ") of " + std::to_string(tiles));
+      next = span.first * per_tile;
+    }
+    for (int64_t t = 0; t < T; ++t) {
+      const auto i = static_cast<size_t>(b * T + t);
+      if (static_cast<int64_t>(ids[i]) == image_context_id) is_image[i] = 1, source[i] = next++, ++in_row;
+    }
+    found += in_row;
+    if (!row_tiles.empty() && in_row != row_tiles[static_cast<size_t>(b)].count * per_tile)
+      fail("splice_image_tokens: row " + std::to_string(b) + " has " + std::to_string(in_row) + " image-context positions (id " +
+           std::to_string(image_context_id) + ") but its " + std::to_string(row_tiles[static_cast<size_t>(b)].count) +
+           " tile(s) give " + std::to_string(row_tiles[static_cast<size_t>(b)].count * per_tile) + " tokens");
+  }
+  const int64_t available = tiles * per_tile;
+  if (row_tiles.empty() && found != available)
+    fail("splice_image_tokens: the batch has " + std::to_string(found) + " image-context positions (id " +
          std::to_string(image_context_id) + ") but the images give " + std::to_string(available) + " tokens");
-  if (next == 0) return text.reshape({B, T, H});
+  if (found == 0) return text.reshape({B, T, H});
   const Tensor rows = index_select(image_tokens.reshape({available, H}), 0, Tensor::from_vector(source, {B * T}));
   const Tensor mask = Tensor::from_vector(is_image, {B * T, 1}).to(DType::boolean);
   return where(mask, rows, text).reshape({B, T, H});
 }
 
-Tensor InternVLChat::forward(const Tensor& pixel_values, const Tensor& input_ids, const Tensor& attention_mask,
-                             int64_t image_context_id, Generator* drop_path) {
+Tensor InternVLChat::hidden(const Tensor& pixel_values, const Tensor& input_ids, const Tensor& attention_mask,
+                            int64_t image_context_id, const std::vector<TileSpan>& row_tiles, Generator* drop_path) const {
   const Tensor image_tokens = pixel_values.defined() ? extract_feature(pixel_values, drop_path) : Tensor();
-  return llm_.forward(splice_image_tokens(input_ids, image_tokens, image_context_id), attention_mask);
+  return llm_.hidden(splice_image_tokens(input_ids, image_tokens, image_context_id, row_tiles), attention_mask);
+}
+
+Tensor InternVLChat::forward(const Tensor& pixel_values, const Tensor& input_ids, const Tensor& attention_mask,
+                             int64_t image_context_id, const std::vector<TileSpan>& row_tiles, Generator* drop_path) const {
+  return llm_.logits(hidden(pixel_values, input_ids, attention_mask, image_context_id, row_tiles, drop_path));
 }
 
 LoadedModel load_internvl(const std::string& model_dir, const std::string& weights) {

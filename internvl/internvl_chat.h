@@ -1,9 +1,11 @@
 // InternVLChat: the vision tower, pixel shuffle + mlp1, and the decoder, assembled as the official
 // modeling_internvl_chat.py does: each <IMG_CONTEXT> position of the text takes, in order, the next
-// image token; padding is on the right; the logits come out [B, T, V].
+// image token (or those of the row's own tiles: one encoding can serve several rows); padding is on
+// the right; hidden states come out [B, T, H] and logits [B, T, V].
 #pragma once
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "llm/decoder.h"
 #include "nn/parameters.h"
@@ -26,6 +28,13 @@ struct InternVLChatConfig {
   int64_t vit_layers_to_run() const;  // select_layer as a layer count (hidden_states[select_layer])
 };
 
+// Which image tiles fill the <IMG_CONTEXT> positions of one row: tiles [first, first + count) of the
+// encoded batch, in order. Rows may share tiles: the chosen and the rejected response of a pair are
+// two rows over one encoding of its image, and the tape adds both rows' gradients into it.
+struct TileSpan {
+  int64_t first = 0, count = 0;
+};
+
 class InternVLChat {
  public:
   // Declares every parameter (official names) in `params`; fill them with params.load / allocate.
@@ -33,17 +42,23 @@ class InternVLChat {
 
   // pixel_values [N, 3, S, S] -> image tokens [N, num_image_token, H_llm].
   Tensor extract_feature(const Tensor& pixel_values, Generator* drop_path = nullptr) const;
-  // Token embeddings of input_ids [B, T] with every position holding `image_context_id` replaced, in
-  // row-major order, by the next row of image_tokens [N, tokens, H] (their counts must agree).
-  Tensor splice_image_tokens(const Tensor& input_ids, const Tensor& image_tokens, int64_t image_context_id) const;
+  // Token embeddings of input_ids [B, T] with every position holding `image_context_id` replaced by
+  // a row of image_tokens [N, tokens, H]. Without `row_tiles`, the positions take the image tokens in
+  // row-major order, as the official forward does (the counts must agree). With it (one span per
+  // row), row b's positions take, in order, the tokens of its own tiles, which other rows may share.
+  Tensor splice_image_tokens(const Tensor& input_ids, const Tensor& image_tokens, int64_t image_context_id,
+                             const std::vector<TileSpan>& row_tiles = {}) const;
+  // The final hidden states [B, T, H] of the whole model; logits are llm().logits(hidden).
+  Tensor hidden(const Tensor& pixel_values, const Tensor& input_ids, const Tensor& attention_mask, int64_t image_context_id,
+                const std::vector<TileSpan>& row_tiles = {}, Generator* drop_path = nullptr) const;
   // The whole forward: logits [B, T, V] in f32.
   Tensor forward(const Tensor& pixel_values, const Tensor& input_ids, const Tensor& attention_mask, int64_t image_context_id,
-                 Generator* drop_path = nullptr);
+                 const std::vector<TileSpan>& row_tiles = {}, Generator* drop_path = nullptr) const;
 
   const InternVLChatConfig& config() const { return config_; }
   const InternViT& vision() const { return vision_; }
   const Projector& projector() const { return projector_; }
-  Decoder& llm() { return llm_; }
+  const Decoder& llm() const { return llm_; }
 
  private:
   InternVLChatConfig config_;

@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "tensor/autograd.h"
+
 namespace ivl {
 
 LlmConfig LlmConfig::from(const ConfigReader& c) {
@@ -95,20 +97,31 @@ Decoder::Decoder(const LlmConfig& config, ParameterSet& params, const std::strin
 
 Tensor Decoder::embed(const Tensor& ids) const { return embed_tokens_(ids); }
 
-double Decoder::rope_theta(int64_t length) {
-  if (config_.dynamic_ntk_factor <= 0) return config_.rope_theta;
-  // As modeling_internlm2.py: the cache starts at max_position_embeddings with the plain base and is
-  // rebuilt, with a larger base, only when a longer sequence arrives; it never shrinks back.
-  if (rope_cached_length_ == 0) rope_cached_length_ = config_.max_position_embeddings, rope_cached_theta_ = config_.rope_theta;
-  if (length > rope_cached_length_) {
-    rope_cached_theta_ = dynamic_ntk_theta(config_.rope_theta, config_.dynamic_ntk_factor, length,
-                                           config_.max_position_embeddings, config_.head_dim);
-    rope_cached_length_ = length;
+const Tensor& Decoder::head() const { return head_.present() ? head_.tensor() : embed_tokens_.weight.tensor(); }
+
+double rope_theta(const LlmConfig& config, int64_t length, RopeState& state) {
+  if (config.dynamic_ntk_factor <= 0) return config.rope_theta;
+  if (state.cached_length == 0) state.cached_length = config.max_position_embeddings, state.theta = config.rope_theta;
+  if (length > state.cached_length) {
+    state.theta = dynamic_ntk_theta(config.rope_theta, config.dynamic_ntk_factor, length, config.max_position_embeddings,
+                                    config.head_dim);
+    state.cached_length = length;
   }
-  return rope_cached_theta_;
+  return state.theta;
 }
 
-Tensor Decoder::attention(const Block& b, const Tensor& x, const Tensor& positions, const Tensor& key_mask, double theta) const {
+KvCache KvCache::allocate(const LlmConfig& config, int64_t batch, int64_t capacity, DType dtype) {
+  if (batch < 1 || capacity < 1) fail("KvCache: batch and capacity must be positive, got " + std::to_string(batch) + " and " + std::to_string(capacity));
+  KvCache cache;
+  for (int64_t i = 0; i < config.num_layers; ++i) {
+    cache.keys.push_back(Tensor::zeros({batch, config.num_kv_heads, capacity, config.head_dim}, dtype));
+    cache.values.push_back(Tensor::zeros({batch, config.num_kv_heads, capacity, config.head_dim}, dtype));
+  }
+  return cache;
+}
+
+Tensor Decoder::attention(const Block& b, const Tensor& x, const Tensor& positions, const Tensor& key_mask, double theta,
+                          KvCache* cache, size_t layer) const {
   const int64_t nh = config_.num_heads, nkv = config_.num_kv_heads;
   Tensor q, k, v;
   if (config_.family == LlmFamily::qwen2) {
@@ -119,31 +132,51 @@ Tensor Decoder::attention(const Block& b, const Tensor& x, const Tensor& positio
   }
   q = rotary_embedding(split_heads(q, nh), positions, theta);
   k = rotary_embedding(split_heads(k, nkv), positions, theta);
+  v = split_heads(v, nkv);
+  if (cache) {  // store the new positions, then attend over everything stored so far
+    const int64_t past = cache->length, T = x.size(1);
+    copy_into(cache->keys[layer].narrow(2, past, T), k);
+    copy_into(cache->values[layer].narrow(2, past, T), v);
+    k = cache->keys[layer].narrow(2, 0, past + T), v = cache->values[layer].narrow(2, 0, past + T);
+  }
   AttentionOptions options;
   options.causal = true;
   options.key_padding_mask = key_mask;
-  return b.out(merge_heads(scaled_dot_product_attention(q, k, split_heads(v, nkv), options)));
+  return b.out(merge_heads(scaled_dot_product_attention(q, k, v, options)));
 }
 
-Tensor Decoder::forward(const Tensor& embeddings, const Tensor& attention_mask, const Tensor& positions_in) {
+Tensor Decoder::hidden(const Tensor& embeddings, const Tensor& attention_mask, const Tensor& positions_in, KvCache* cache,
+                       RopeState* rope) const {
   if (embeddings.dim() != 3 || embeddings.size(2) != config_.hidden_size)
     fail("decoder: embeddings must be [B, T, " + std::to_string(config_.hidden_size) + "], got " + embeddings.str());
-  const int64_t B = embeddings.size(0), T = embeddings.size(1);
+  const int64_t B = embeddings.size(0), T = embeddings.size(1), past = cache ? cache->length : 0, S = past + T;
+  if (cache) {
+    if (grad_enabled()) fail("decoder: a KV cache is for inference; run under NoGrad");
+    if (static_cast<int64_t>(cache->keys.size()) != config_.num_layers || cache->keys[0].size(0) != B ||
+        cache->keys[0].dtype() != embeddings.dtype())
+      fail("decoder: the KV cache was allocated for another model, batch or dtype (cache " + cache->keys[0].str() +
+           ", embeddings " + embeddings.str() + ")");
+    if (S > cache->capacity())
+      fail("decoder: " + std::to_string(S) + " positions do not fit the KV cache's " + std::to_string(cache->capacity()));
+  }
   Tensor key_mask;
   if (attention_mask.defined()) {
-    if (attention_mask.shape() != Shape{B, T})
-      fail("decoder: attention_mask must be [" + std::to_string(B) + ", " + std::to_string(T) + "], got " + attention_mask.str());
+    if (attention_mask.shape() != Shape{B, S})
+      fail("decoder: attention_mask must be [" + std::to_string(B) + ", " + std::to_string(S) + "], got " + attention_mask.str());
     key_mask = attention_mask.dtype() == DType::boolean ? attention_mask : ne(attention_mask, Tensor::scalar(0, attention_mask.dtype()));
   }
-  const Tensor positions = positions_in.defined() ? positions_in : Tensor::arange(T);
-  const double theta = rope_theta(T);
+  Tensor positions = positions_in;
+  if (!positions.defined()) positions = past == 0 ? Tensor::arange(T) : Tensor::arange(T) + Tensor::scalar(static_cast<double>(past), DType::i64);
+  RopeState fresh;
+  const double theta = rope_theta(config_, S, cache ? cache->rope : rope ? *rope : fresh);
   Tensor x = embeddings;
-  for (const Block& b : blocks_) {
-    x = x + attention(b, b.attention_norm(x), positions, key_mask, theta);
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    const Block& b = blocks_[i];
+    x = x + attention(b, b.attention_norm(x), positions, key_mask, theta, cache, i);
     x = x + b.mlp(b.mlp_norm(x));
   }
-  x = final_norm_(x);
-  return linear(x, head_.present() ? head_.tensor() : embed_tokens_.weight.tensor());
+  if (cache) cache->length = S;
+  return final_norm_(x);
 }
 
 }  // namespace ivl

@@ -3,7 +3,7 @@
 // (rotate-half, with InternLM2's dynamic NTK scaling beyond max_position_embeddings), grouped-query
 // causal attention, SwiGLU; final RMSNorm; an untied output head, or the input embedding when the
 // config ties them or the checkpoint has no head.
-// Shapes: ids [B, T]; embeddings [B, T, H]; logits [B, T, V].
+// Shapes: ids [B, T]; embeddings and hidden states [B, T, H]; logits [B, T, V].
 #pragma once
 #include <string>
 #include <vector>
@@ -39,17 +39,50 @@ QKV split_packed_qkv(const Tensor& qkv, int64_t heads, int64_t kv_heads, int64_t
 // theta * (factor * length / max - (factor - 1))^(d / (d - 2)).
 double dynamic_ntk_theta(double theta, double factor, int64_t length, int64_t max_positions, int64_t head_dim);
 
+// InternLM2's rotary cache, as explicit state. The official module builds cos/sin for
+// max_position_embeddings at the plain base and rebuilds them, with a larger base, only when a
+// longer sequence arrives; it never shrinks back, so what a sequence gets depends on what ran before
+// on that module. A caller that wants that history (one state per model, as the official trainer
+// has) keeps a RopeState; a call without one sees only its own length.
+struct RopeState {
+  int64_t cached_length = 0;  // 0: not built yet
+  double theta = 0;
+};
+// The base for a sequence of `length` positions (past ones included), updating `state`.
+double rope_theta(const LlmConfig& config, int64_t length, RopeState& state);
+
+// Keys and values of the positions already seen, per layer, allocated once for a batch and a maximum
+// length: [B, Hkv, capacity, D] each, the first `length` positions filled. A decoder call with a cache
+// appends its positions' keys and values and attends over the stored prefix through views (no
+// copies). For inference: a cache is filled outside the autograd graph.
+struct KvCache {
+  std::vector<Tensor> keys, values;
+  int64_t length = 0;
+  RopeState rope;  // the rotary cache of the model instance this cache belongs to
+  int64_t capacity() const { return keys.empty() ? 0 : keys[0].size(2); }
+  static KvCache allocate(const LlmConfig& config, int64_t batch, int64_t capacity, DType dtype = DType::f32);
+};
+
 class Decoder {
  public:
   Decoder() = default;
   Decoder(const LlmConfig& config, ParameterSet& params, const std::string& prefix = "language_model.");
   Tensor embed(const Tensor& ids) const;
-  // Logits for embeddings [B, T, H]. attention_mask [B, T] (1 = token, 0 = padding; any int or bool
-  // dtype) hides padded keys; positions (int [T] or [B, T]) default to 0..T-1.
-  Tensor forward(const Tensor& embeddings, const Tensor& attention_mask = Tensor(), const Tensor& positions = Tensor());
+  // The final-norm hidden states [B, T, H] for embeddings [B, T, H]. attention_mask [B, T] (or
+  // [B, past + T] with a cache; 1 = token, 0 = padding; any int or bool dtype) hides padded keys;
+  // positions (int [T] or [B, T]) default to past..past+T-1. With `cache`, the T new positions
+  // follow the cache's `length` earlier ones, which the call then extends. `rope` (ignored with a
+  // cache, which has its own) carries InternLM2's rotary-cache history across calls.
+  Tensor hidden(const Tensor& embeddings, const Tensor& attention_mask = Tensor(), const Tensor& positions = Tensor(),
+                KvCache* cache = nullptr, RopeState* rope = nullptr) const;
+  // The output head [V, H]: lm_head / output, or the input embedding when tied or absent.
+  const Tensor& head() const;
+  Tensor logits(const Tensor& hidden_states) const { return linear(hidden_states, head()); }
+  // logits(hidden(...)): [B, T, V].
+  Tensor forward(const Tensor& embeddings, const Tensor& attention_mask = Tensor(), const Tensor& positions = Tensor()) const {
+    return logits(hidden(embeddings, attention_mask, positions));
+  }
   const LlmConfig& config() const { return config_; }
-  // The rope base used for the next call; grows (and stays grown) with InternLM2's dynamic NTK.
-  double rope_theta(int64_t length);
 
  private:
   struct Block {
@@ -59,15 +92,14 @@ class Decoder {
     Linear out;
     SwiGLU mlp;
   };
-  Tensor attention(const Block& b, const Tensor& x, const Tensor& positions, const Tensor& key_mask, double theta) const;
+  Tensor attention(const Block& b, const Tensor& x, const Tensor& positions, const Tensor& key_mask, double theta,
+                   KvCache* cache, size_t layer) const;
 
   LlmConfig config_;
   Embedding embed_tokens_;
   std::vector<Block> blocks_;
   RMSNorm final_norm_;
-  Parameter head_;                  // absent when tied (or missing from the checkpoint)
-  int64_t rope_cached_length_ = 0;  // InternLM2: the longest length the rotary cache was built for
-  double rope_cached_theta_ = 0;
+  Parameter head_;  // absent when tied (or missing from the checkpoint)
 };
 
 }  // namespace ivl

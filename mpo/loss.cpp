@@ -1,4 +1,4 @@
-// The MPO loss terms (see loss.h).
+// The MPO loss terms and the reward shift (see loss.h).
 #include "mpo/loss.h"
 
 #include <cmath>
@@ -7,19 +7,30 @@
 
 namespace ivl {
 
-void RewardShift::update(double batch_mean) {
-  // TRL RunningMoments.update with one value: n = 1, its variance 0.
-  const double n = 1, delta_mean = batch_mean - mean, total = count + n;
+void RewardShift::update(double x_mean, double x_var, double n) {
+  // TRL RunningMoments.update: combine the running moments with those of the new values.
+  const double delta_mean = x_mean - mean, total = count + n;
   mean += delta_mean * n / total;
-  var = (var * count + delta_mean * delta_mean * count * n / total) / total;
+  var = (var * count + delta_mean * delta_mean * count * n / total + x_var * n) / total;
   count = total;
 }
 
-MpoLoss mpo_loss(const MpoInputs& in, const MpoConfig& config, RewardShift& shift) {
+static void check_inputs(const MpoInputs& in) {
   const Shape pairs = in.policy_chosen.shape();
   for (const Tensor* t : {&in.policy_rejected, &in.ref_chosen, &in.ref_rejected, &in.chosen_tokens})
     if (t->shape() != pairs || pairs.size() != 1)
       fail("mpo_loss: every input must be [pairs], got " + in.policy_chosen.str() + " and " + t->str());
+}
+
+double batch_reward_mean(const MpoInputs& in, const MpoConfig& config) {
+  check_inputs(in);
+  NoGrad no_grad;
+  const Tensor chosen = (in.policy_chosen - in.ref_chosen) * config.beta, rejected = (in.policy_rejected - in.ref_rejected) * config.beta;
+  return mean(cat({chosen, rejected}, 0)).item();
+}
+
+MpoLoss mpo_loss(const MpoInputs& in, const MpoConfig& config, double delta) {
+  check_inputs(in);
   const double beta = config.beta;
   MpoLoss out;
   const Tensor chosen_ratio = in.policy_chosen - in.ref_chosen.detach();
@@ -28,9 +39,8 @@ MpoLoss mpo_loss(const MpoInputs& in, const MpoConfig& config, RewardShift& shif
 
   const Tensor chosen_reward = chosen_ratio * beta, rejected_reward = rejected_ratio * beta;
   out.chosen_rewards = chosen_reward.detach(), out.rejected_rewards = rejected_reward.detach();
-  shift.update(mean(cat({out.chosen_rewards, out.rejected_rewards}, 0)).item());
-  out.delta = shift.mean;
-  out.bco = -log_sigmoid(chosen_reward - out.delta) - log_sigmoid(-(rejected_reward - out.delta));
+  out.delta = delta;
+  out.bco = -log_sigmoid(chosen_reward - delta) - log_sigmoid(-(rejected_reward - delta));
 
   const Tensor tokens = in.chosen_tokens.detach().to(in.policy_chosen.dtype());
   out.sft_pooled = -sum(in.policy_chosen) / sum(tokens);

@@ -6,17 +6,22 @@
 //   SFT:          pooled over the batch, -(sum of chosen log-probs) / (chosen tokens) (the official
 //                 trainer), or per pair, -pc / |y_c| averaged (the paper's form)
 //   loss = w_p mean(L_p) + w_q mean(L_q) + w_g SFT   (official weights 0.8, 0.2, 1.0; beta 0.1)
+// The loss is a pure function of its inputs and delta. The shift lives outside it (RewardShift),
+// updated by the MPO step (mpo/step.h), which knows about accumulation and processes.
 #pragma once
 #include "tensor/ops.h"
 
 namespace ivl {
 
 // TRL's RunningMoments as used for the BCO reward shift: a cumulative mean of the values it is
-// given (its first update sets the mean), so delta after k updates = the mean of k batch means.
-// Its state goes into checkpoints so that a resumed run continues the same shift.
+// given (its first update sets the mean, count starting at 1e-24), so delta after k updates = the
+// mean of k batch means. Its state goes into checkpoints so that a resumed run continues the shift.
 struct RewardShift {
   double mean = 0, var = 1, count = 1e-24;
-  void update(double batch_mean);  // one process: n = 1, zero spread
+  // One update with n values of mean x_mean and population variance x_var: one process gives its
+  // batch mean (n = 1, x_var = 0); W processes give the mean and spread of their W batch means, n = W
+  // (spec 1.6), so every process ends with the same shift.
+  void update(double x_mean, double x_var = 0, double n = 1);
 };
 
 struct MpoConfig {
@@ -40,7 +45,10 @@ struct MpoLoss {
   Tensor chosen_rewards, rejected_rewards;  // [P], detached: beta * (policy - ref)
 };
 
-// Updates `shift` with this batch's mean reward, then computes every term.
-MpoLoss mpo_loss(const MpoInputs& inputs, const MpoConfig& config, RewardShift& shift);
+// The batch's mean reward: the mean of the 2P rewards beta * (policy - ref), chosen and rejected.
+double batch_reward_mean(const MpoInputs& inputs, const MpoConfig& config);
+
+// Every term, with the reward shift `delta` (a constant: it carries no gradient).
+MpoLoss mpo_loss(const MpoInputs& inputs, const MpoConfig& config, double delta);
 
 }  // namespace ivl

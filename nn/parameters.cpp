@@ -47,14 +47,21 @@ void ParameterSet::allocate(const std::vector<bool>& present) {
   for (size_t i = 0; i < parameters_.size(); ++i)
     if (present[i]) total += shape_numel(parameters_[i].shape());
   flat_ = Tensor::zeros({total}, dtype_);
+  flat_grad_ = Tensor();
   int64_t offset = 0;
   for (size_t i = 0; i < parameters_.size(); ++i) {
     Parameter::Slot& slot = *parameters_[i].slot_;
-    slot.tensor = Tensor();
+    slot.tensor = Tensor(), slot.offset = -1;
     if (!present[i]) continue;
     slot.tensor = make_view(flat_, slot.shape, contiguous_strides(slot.shape), offset);
+    slot.offset = offset;
     offset += shape_numel(slot.shape);
   }
+}
+
+void ParameterSet::attach_grads() const {
+  for (const Parameter& p : parameters_)
+    if (p.present()) p.tensor().set_grad(make_view(flat_grad_, p.shape(), contiguous_strides(p.shape()), p.offset()));
 }
 
 void ParameterSet::allocate_zeros() { allocate(std::vector<bool>(parameters_.size(), true)); }
@@ -106,13 +113,19 @@ void ParameterSet::load(const SafetensorsCheckpoint& checkpoint) {
 }
 
 void ParameterSet::set_requires_grad(bool on) {
+  if (!flat_.defined()) fail("set_requires_grad: the parameters have not been loaded or allocated");
   for (Parameter& p : parameters_)
     if (p.present()) p.slot_->tensor.set_requires_grad(on);
+  if (on && !flat_grad_.defined()) {
+    flat_grad_ = Tensor::zeros(flat_.shape(), dtype_, flat_.device());
+    attach_grads();
+  }
 }
 
 void ParameterSet::zero_grad() {
-  for (const Parameter& p : parameters_)
-    if (p.present()) p.tensor().zero_grad();
+  if (!flat_grad_.defined()) return;
+  fill_into(flat_grad_, 0.0);
+  attach_grads();
 }
 
 }  // namespace ivl

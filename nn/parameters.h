@@ -22,6 +22,8 @@ class Parameter {
   const std::string& name() const { return slot_->name; }
   const Shape& shape() const { return slot_->shape; }
   bool optional() const { return slot_->optional; }
+  // Where the values start in ParameterSet::flat() and the gradient in flat_grad(); -1 when absent.
+  int64_t offset() const { return slot_->offset; }
   bool present() const { return slot_ && slot_->tensor.defined(); }
   const Tensor& tensor() const;
   operator const Tensor&() const { return tensor(); }  // so that linear(x, weight_) reads naturally
@@ -32,6 +34,7 @@ class Parameter {
     std::string name;
     Shape shape;
     bool optional = false;  // may be absent from a checkpoint (the model then falls back)
+    int64_t offset = -1;
     Tensor tensor;
   };
   std::shared_ptr<Slot> slot_;
@@ -56,16 +59,24 @@ class ParameterSet {
   // mis-shaped tensor is listed in one error; optional parameters may be absent (left empty).
   void load(const SafetensorsCheckpoint& checkpoint);
 
+  // Gradients live in one flat buffer laid out as flat() (each parameter at its offset); every present
+  // parameter's .grad is a view into it, so backward accumulates in place and AdamW, clipping, an
+  // all-reduce or a checkpoint is one loop or one call over flat_grad(). Turning requires_grad on
+  // allocates the buffer (zeros); off leaves it as it is.
   void set_requires_grad(bool on);
+  // Fills the gradient buffer with zeros (and points each .grad back at its view, should a caller
+  // have replaced one).
   void zero_grad();
-  const Tensor& flat() const { return flat_; }  // all filled parameters, back to back
+  const Tensor& flat() const { return flat_; }            // all filled parameters, back to back
+  const Tensor& flat_grad() const { return flat_grad_; }  // undefined until set_requires_grad(true)
 
  private:
   void allocate(const std::vector<bool>& present);
+  void attach_grads() const;
   std::vector<Parameter> parameters_;
   std::unordered_map<std::string, size_t> index_;
   DType dtype_;
-  Tensor flat_;
+  Tensor flat_, flat_grad_;
 };
 
 }  // namespace ivl

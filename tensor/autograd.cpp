@@ -129,7 +129,10 @@ void run_backward(const Tensor& root, const Tensor& grad_output, bool retain_gra
       if (grad.defined()) {
         Tensor& slot = node->leaf->grad;
         if (grad.dtype() != node->leaf->dtype) grad = grad.to(node->leaf->dtype);
-        slot = slot.defined() ? add(slot, grad) : owned(std::move(grad));
+        // Into an existing .grad in place: a parameter's .grad may be a view into one flat gradient
+        // buffer (nn/parameters.h), which must stay that view.
+        if (slot.defined()) add_into(slot, grad);
+        else slot = owned(std::move(grad));
       }
       continue;
     }

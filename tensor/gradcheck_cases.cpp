@@ -182,6 +182,12 @@ std::vector<GradcheckCase> make_cases() {
       {"token_logprobs", "cross_entropy, mean over kept positions", [](Generator& g) {
          return Inputs{randn(g, {5, 4}), ids({1, -100, 3, 3, 0}, {5})}; },
        [](const Inputs& x) { return cross_entropy(x[0], x[1]); }},
+      {"linear_token_logprobs", "7 rows in chunks of 3 (a short last chunk), V 11", [](Generator& g) {
+         return Inputs{randn(g, {7, 5}), randn(g, {11, 5}), ids({0, 10, 3, 3, 7, 1, 10}, {7})}; },
+       [](const Inputs& x) { return linear_token_logprobs(x[0], x[1], x[2], 3); }},
+      {"linear_token_logprobs", "rows picked from a transposed view, one chunk", [](Generator& g) {
+         return Inputs{randn(g, {4, 6}), randn(g, {5, 4}), ids({4, 0, 2, 1, 4, 3}, {6})}; },
+       [](const Inputs& x) { return linear_token_logprobs(x[0].mT(), x[1], x[2]); }},
       {"mul", "dropout p=0.3 (seeded mask)", [](Generator& g) { return Inputs{randn(g, {4, 6})}; },
        [](const Inputs& x) { Generator gen(7); return dropout(x[0], 0.3, gen); }},
       {"mul", "drop_path p=0.4 on [6,2,3]", [](Generator& g) { return Inputs{randn(g, {6, 2, 3})}; },

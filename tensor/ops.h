@@ -63,6 +63,10 @@ Tensor operator/(double a, const Tensor& b);
 // Copies src's elements into dst (same shape; dtype and device converted). Not recorded by autograd:
 // for loading weights and for optimizer updates, on tensors that are not part of a graph.
 void copy_into(const Tensor& dst, const Tensor& src);
+// dst += src in place (same shape; src converted to dst's dtype and device). Not recorded: for
+// accumulating gradients into a flat buffer's views.
+void add_into(const Tensor& dst, const Tensor& src);
+void fill_into(const Tensor& dst, double value);  // every element of dst = value; not recorded
 Tensor to_dtype(const Tensor& x, DType dtype);     // differentiable between float dtypes
 Tensor to_device(const Tensor& x, Device device);  // differentiable
 Tensor contiguous(const Tensor& x);                // x itself when already contiguous
@@ -133,6 +137,10 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
 Tensor token_logprobs(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
 // Mean negative log-likelihood over the positions not ignored (PyTorch's cross_entropy).
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
+// token_logprobs(linear(hidden, weight), targets) without ever holding the [N, V] logits: hidden
+// [N, H], weight [V, H] (an output head), targets int [N] (every one counts) -> [N]. One fused node
+// that makes the logits `chunk` rows at a time in forward and again in backward: memory chunk x V.
+Tensor linear_token_logprobs(const Tensor& hidden, const Tensor& weight, const Tensor& targets, int64_t chunk = 256);
 
 // Zeroes each element with probability p and scales the rest by 1/(1-p); identity when !training.
 Tensor dropout(const Tensor& x, double p, Generator& gen, bool training = true);

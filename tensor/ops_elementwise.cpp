@@ -1,6 +1,7 @@
 // Elementwise ops: unary math, broadcasting binary arithmetic, comparisons, and the copies and
 // conversions (contiguous, clone, dtype, device). Unary ops share one table of (value, derivative)
 // formulas, so forward and backward of each sit on one line pair.
+#include <algorithm>
 #include <cmath>
 
 #include "tensor/autograd.h"
@@ -116,6 +117,34 @@ void copy_into(const Tensor& dst, const Tensor& src) {
   if (!dst.is_leaf()) fail("copy_into: the destination " + dst.str() + " is the output of an op in a graph");
   NoGrad no_grad;
   copy_strided(dst.detach(), to_device(to_dtype(src.detach(), dst.dtype()), dst.device()));
+}
+
+void add_into(const Tensor& dst, const Tensor& src) {
+  if (dst.shape() != src.shape()) fail("add_into: shapes differ: " + dst.str() + " += " + src.str());
+  if (!dst.is_leaf()) fail("add_into: the destination " + dst.str() + " is the output of an op in a graph");
+  NoGrad no_grad;
+  const Tensor s = contiguous(to_device(to_dtype(src.detach(), dst.dtype()), dst.device()));
+  if (dst.device() == Device::cpu && dst.is_contiguous() && (dst.dtype() == DType::f32 || dst.dtype() == DType::f64)) {
+    dispatch_float(dst.dtype(), "add_into", [&](auto tag) {
+      using F = decltype(tag);
+      F* d = static_cast<F*>(dst.data_ptr());
+      const F* a = static_cast<const F*>(s.data_ptr());
+      for (int64_t i = 0, n = dst.numel(); i < n; ++i) d[i] += a[i];
+    });
+    return;
+  }
+  copy_strided(dst.detach(), add(dst.detach(), s));  // other dtypes, strided views, CUDA: through the add op
+}
+
+void fill_into(const Tensor& dst, double value) {
+  if (!dst.is_leaf()) fail("fill_into: the destination " + dst.str() + " is the output of an op in a graph");
+  if (dst.is_contiguous() && dst.device() == Device::cuda) return cuda::fill(dst.data_ptr(), dst.dtype(), dst.numel(), value);
+  if (dst.is_contiguous() && (dst.dtype() == DType::f32 || dst.dtype() == DType::f64))
+    return dispatch_float(dst.dtype(), "fill_into", [&](auto tag) {
+      using F = decltype(tag);
+      std::fill_n(static_cast<F*>(dst.data_ptr()), dst.numel(), static_cast<F>(value));
+    });
+  copy_into(dst, Tensor::scalar(value, dst.dtype(), dst.device()).expand(dst.shape()));
 }
 
 Tensor contiguous(const Tensor& x) {

@@ -16,7 +16,8 @@ using namespace detail;
 
 namespace {
 const OpName kLayerNorm("layer_norm"), kRmsNorm("rms_norm"), kRotary("rotary_embedding"),
-    kAttention("scaled_dot_product_attention"), kTokenLogprobs("token_logprobs");
+    kAttention("scaled_dot_product_attention"), kTokenLogprobs("token_logprobs"),
+    kLinearTokenLogprobs("linear_token_logprobs");
 
 void require_cpu(std::initializer_list<Tensor> tensors, const char* op) {
   if (common_device(tensors, op) == Device::cuda) no_cuda_kernel(op);
@@ -181,10 +182,27 @@ struct AttentionShape {
   bool causal;
 };
 
+// Where head (b, h) of a [B, H, rows, width] operand starts and how far apart its rows are. q, k and v
+// are read in place when each row is contiguous (stride 1 along the width): the head-split views of
+// a projection and the prefix views of a KV cache come in without a copy. Anything else is copied.
+struct HeadRows {
+  Tensor keep;  // owns the memory read (the input itself or its contiguous copy)
+  int64_t batch_stride = 0, head_stride = 0, row_stride = 0;
+  template <class F> const F* at(int64_t b, int64_t h) const {
+    return static_cast<const F*>(keep.data_ptr()) + b * batch_stride + h * head_stride;
+  }
+};
+
+HeadRows head_rows(const Tensor& x) {
+  const Tensor t = x.stride(3) == 1 && x.stride(2) >= x.size(3) ? x.detach() : contiguous(x.detach());
+  return {t, t.stride(0), t.stride(1), t.stride(2)};
+}
+
 // Fills `scores` [T, S] for one (b, h) with scale * q k^T and the masks applied (-inf).
 template <class F>
-void attention_scores(const AttentionShape& a, const F* q, const F* k, const uint8_t* key_mask, F* scores) {
-  cpu_gemm<F>(false, true, a.T, a.S, a.D, q, a.D, k, a.D, scores, a.S);
+void attention_scores(const AttentionShape& a, const F* q, int64_t ldq, const F* k, int64_t ldk, const uint8_t* key_mask,
+                      F* scores) {
+  cpu_gemm<F>(false, true, a.T, a.S, a.D, q, ldq, k, ldk, scores, a.S);
   const F scale = static_cast<F>(a.scale), minus_inf = -std::numeric_limits<F>::infinity();
   for (int64_t t = 0; t < a.T; ++t)
     for (int64_t s = 0; s < a.S; ++s) {
@@ -205,7 +223,6 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
                     q.dtype());
   }
   require_cpu({q, k, v, options.key_padding_mask}, name);
-  check_same_dtype(q, k, name), check_same_dtype(q, v, name);
   if (q.dim() != 4 || k.dim() != 4 || v.dim() != 4) fail(std::string(name) + ": q, k, v must be 4-D [B, H, T, D]");
   AttentionShape a{q.size(0), q.size(1), k.size(1), q.size(2), k.size(2), q.size(3), v.size(3), options.scale, options.causal};
   if (k.size(0) != a.B || v.size(0) != a.B || v.size(1) != a.Hkv || v.size(2) != a.S || k.size(3) != a.D)
@@ -220,7 +237,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
     if (mask.dtype() != DType::boolean || mask.shape() != Shape{a.B, a.S})
       fail(std::string(name) + ": key_padding_mask must be bool [" + int_str(a.B) + ", " + int_str(a.S) + "], got " + mask.str());
   }
-  const Tensor qc = contiguous(q.detach()), kc = contiguous(k.detach()), vc = contiguous(v.detach());
+  const HeadRows qr = head_rows(q), kr = head_rows(k), vr = head_rows(v);
   Tensor out = Tensor::empty({a.B, a.Hq, a.T, a.Dv}, q.dtype()), lse = Tensor::empty({a.B, a.Hq, a.T}, DType::f64);
   const int64_t group = a.Hq / a.Hkv;
   dispatch_float(q.dtype(), name, [&](auto tag) {
@@ -230,8 +247,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
       for (int64_t h = 0; h < a.Hq; ++h) {
         const int64_t hk = h / group;
         const uint8_t* km = mask.defined() ? mask.data<uint8_t>() + b * a.S : nullptr;
-        attention_scores<F>(a, static_cast<const F*>(qc.data_ptr()) + (b * a.Hq + h) * a.T * a.D,
-                            static_cast<const F*>(kc.data_ptr()) + (b * a.Hkv + hk) * a.S * a.D, km, scores.data());
+        attention_scores<F>(a, qr.at<F>(b, h), qr.row_stride, kr.at<F>(b, hk), kr.row_stride, km, scores.data());
         double* row_lse = lse.data<double>() + (b * a.Hq + h) * a.T;
         for (int64_t t = 0; t < a.T; ++t) {
           F* row = scores.data() + t * a.S;
@@ -247,29 +263,29 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
           row_lse[t] = static_cast<double>(m) + std::log(total);
           for (int64_t s = 0; s < a.S; ++s) row[s] = static_cast<F>(std::exp(static_cast<double>(row[s] - m)) / total);
         }
-        cpu_gemm<F>(false, false, a.T, a.Dv, a.S, scores.data(), a.S,
-                    static_cast<const F*>(vc.data_ptr()) + (b * a.Hkv + hk) * a.S * a.Dv, a.Dv,
+        cpu_gemm<F>(false, false, a.T, a.Dv, a.S, scores.data(), a.S, vr.at<F>(b, hk), vr.row_stride,
                     static_cast<F*>(out.data_ptr()) + (b * a.Hq + h) * a.T * a.Dv, a.Dv);
       }
   });
   const Tensor od = out.detach();
+  const Shape q_shape = q.shape(), k_shape = k.shape(), v_shape = v.shape();
   return record(kAttention, out, {q, k, v}, [=](const Tensor& g_in) {
     const Tensor g = contiguous(g_in);
-    Tensor gq = Tensor::empty(qc.shape(), qc.dtype()), gk = Tensor::zeros(kc.shape(), kc.dtype()),
-           gv = Tensor::zeros(vc.shape(), vc.dtype());
-    dispatch_float(qc.dtype(), name, [&](auto tag) {
+    const DType dtype = od.dtype();
+    Tensor gq = Tensor::empty(q_shape, dtype), gk = Tensor::zeros(k_shape, dtype), gv = Tensor::zeros(v_shape, dtype);
+    dispatch_float(od.dtype(), name, [&](auto tag) {
       using F = decltype(tag);
       std::vector<F> p(static_cast<size_t>(a.T * a.S)), dp(static_cast<size_t>(a.T * a.S));
       for (int64_t b = 0; b < a.B; ++b)
         for (int64_t h = 0; h < a.Hq; ++h) {
           const int64_t hk = h / group, qoff = (b * a.Hq + h) * a.T, koff = (b * a.Hkv + hk) * a.S;
-          const F* qp = static_cast<const F*>(qc.data_ptr()) + qoff * a.D;
-          const F* kp = static_cast<const F*>(kc.data_ptr()) + koff * a.D;
-          const F* vp = static_cast<const F*>(vc.data_ptr()) + koff * a.Dv;
+          const F* qp = qr.at<F>(b, h);
+          const F* kp = kr.at<F>(b, hk);
+          const F* vp = vr.at<F>(b, hk);
           const F* gp = static_cast<const F*>(g.data_ptr()) + qoff * a.Dv;
           const F* op = static_cast<const F*>(od.data_ptr()) + qoff * a.Dv;
           const uint8_t* km = mask.defined() ? mask.data<uint8_t>() + b * a.S : nullptr;
-          attention_scores<F>(a, qp, kp, km, p.data());
+          attention_scores<F>(a, qp, qr.row_stride, kp, kr.row_stride, km, p.data());
           const double* row_lse = lse.data<double>() + qoff;
           for (int64_t t = 0; t < a.T; ++t)
             for (int64_t s = 0; s < a.S; ++s) {
@@ -278,7 +294,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
             }
           // dV += P^T dO; dP = dO V^T
           cpu_gemm<F>(true, false, a.S, a.Dv, a.T, p.data(), a.S, gp, a.Dv, static_cast<F*>(gv.data_ptr()) + koff * a.Dv, a.Dv, true);
-          cpu_gemm<F>(false, true, a.T, a.S, a.Dv, gp, a.Dv, vp, a.Dv, dp.data(), a.S);
+          cpu_gemm<F>(false, true, a.T, a.S, a.Dv, gp, a.Dv, vp, vr.row_stride, dp.data(), a.S);
           for (int64_t t = 0; t < a.T; ++t) {
             double delta = 0;
             for (int64_t j = 0; j < a.Dv; ++j) delta += static_cast<double>(gp[t * a.Dv + j]) * op[t * a.Dv + j];
@@ -287,8 +303,8 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
               dp[i] = static_cast<F>(p[i] * (dp[i] - delta) * a.scale);  // now scale * dS
             }
           }
-          cpu_gemm<F>(false, false, a.T, a.D, a.S, dp.data(), a.S, kp, a.D, static_cast<F*>(gq.data_ptr()) + qoff * a.D, a.D);
-          cpu_gemm<F>(true, false, a.S, a.D, a.T, dp.data(), a.S, qp, a.D, static_cast<F*>(gk.data_ptr()) + koff * a.D, a.D, true);
+          cpu_gemm<F>(false, false, a.T, a.D, a.S, dp.data(), a.S, kp, kr.row_stride, static_cast<F*>(gq.data_ptr()) + qoff * a.D, a.D);
+          cpu_gemm<F>(true, false, a.S, a.D, a.T, dp.data(), a.S, qp, qr.row_stride, static_cast<F*>(gk.data_ptr()) + koff * a.D, a.D, true);
         }
     });
     return std::vector<Tensor>{gq, gk, gv};
@@ -296,6 +312,34 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
 }
 
 // ---------------------------------------------------------------- token log-probs
+// log p(target) = logit[target] - logsumexp(logits). Both nodes save the per-row log-sum-exp; the
+// backward is g * (onehot(target) - softmax(logits)).
+
+namespace {
+
+// log(sum_j exp(row[j])) with the running max taken out, summed in f64.
+template <class F> double row_logsumexp(const F* row, int64_t V) {
+  F m = -std::numeric_limits<F>::infinity();
+  for (int64_t j = 0; j < V; ++j) m = std::max(m, row[j]);
+  double total = 0;
+  for (int64_t j = 0; j < V; ++j) total += std::exp(static_cast<double>(row[j] - m));
+  return static_cast<double>(m) + std::log(total);
+}
+
+// The gradient of g * log p(target) with respect to one row of logits, written over the row.
+template <class F> void logprob_row_backward(const F* logits, int64_t V, int64_t target, double lse, F g, F* out) {
+  for (int64_t j = 0; j < V; ++j) out[j] = static_cast<F>(-g * std::exp(static_cast<double>(logits[j]) - lse));
+  out[target] += g;
+}
+
+void check_targets(const int64_t* ids, int64_t n, int64_t V, int64_t ignore_index, const char* name) {
+  for (int64_t i = 0; i < n; ++i)
+    if (ids[i] != ignore_index && (ids[i] < 0 || ids[i] >= V))
+      fail(std::string(name) + ": target " + int_str(ids[i]) + " at position " + int_str(i) + " is outside the vocabulary [0, " +
+           int_str(V) + ")");
+}
+
+}  // namespace
 
 Tensor token_logprobs(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
   const char* name = "token_logprobs";
@@ -307,23 +351,15 @@ Tensor token_logprobs(const Tensor& logits, const Tensor& targets, int64_t ignor
   const Tensor lc = contiguous(logits.detach());
   const Tensor tc = contiguous(to_dtype(targets, DType::i64));
   const int64_t* ids = tc.data<int64_t>();
-  for (int64_t i = 0; i < N; ++i)
-    if (ids[i] != ignore_index && (ids[i] < 0 || ids[i] >= V))
-      fail(std::string(name) + ": target " + int_str(ids[i]) + " at position " + int_str(i) + " is outside the vocabulary [0, " +
-           int_str(V) + ")");
+  check_targets(ids, N, V, ignore_index, name);
   Tensor out = Tensor::empty(targets.shape(), logits.dtype()), lse = Tensor::empty({N}, DType::f64);
   dispatch_float(logits.dtype(), name, [&](auto tag) {
     using F = decltype(tag);
     const F* pl = static_cast<const F*>(lc.data_ptr());
     F* po = static_cast<F*>(out.data_ptr());
     for (int64_t i = 0; i < N; ++i) {
-      const F* row = pl + i * V;
-      F m = -std::numeric_limits<F>::infinity();
-      for (int64_t j = 0; j < V; ++j) m = std::max(m, row[j]);
-      double total = 0;
-      for (int64_t j = 0; j < V; ++j) total += std::exp(static_cast<double>(row[j] - m));
-      lse.data<double>()[i] = static_cast<double>(m) + std::log(total);
-      po[i] = ids[i] == ignore_index ? F(0) : static_cast<F>(row[ids[i]] - lse.data<double>()[i]);
+      lse.data<double>()[i] = row_logsumexp(pl + i * V, V);
+      po[i] = ids[i] == ignore_index ? F(0) : static_cast<F>(pl[i * V + ids[i]] - lse.data<double>()[i]);
     }
   });
   return record(kTokenLogprobs, out, {logits}, [=](const Tensor& g_in) {
@@ -336,17 +372,73 @@ Tensor token_logprobs(const Tensor& logits, const Tensor& targets, int64_t ignor
       const F* pg = static_cast<const F*>(g.data_ptr());
       F* pd = static_cast<F*>(gl.data_ptr());
       for (int64_t i = 0; i < N; ++i) {
-        F* d = pd + i * V;
-        if (target_ids[i] == ignore_index) {
-          std::fill(d, d + V, F(0));
-          continue;
-        }
-        const double l = lse.data<double>()[i];
-        for (int64_t j = 0; j < V; ++j) d[j] = static_cast<F>(-pg[i] * std::exp(static_cast<double>(pl[i * V + j]) - l));
-        d[target_ids[i]] += pg[i];
+        if (target_ids[i] == ignore_index) std::fill(pd + i * V, pd + (i + 1) * V, F(0));
+        else logprob_row_backward(pl + i * V, V, target_ids[i], lse.data<double>()[i], pg[i], pd + i * V);
       }
     });
     return std::vector<Tensor>{gl};
+  });
+}
+
+// The head and the log-prob gather as one node, `chunk` rows at a time: forward makes each chunk's
+// logits (one GEMM), keeps its log-sum-exp and drops the logits; backward makes them again, turns them
+// into the logit gradient and feeds two GEMMs (d hidden = dlogits W, d weight += dlogits^T hidden).
+Tensor linear_token_logprobs(const Tensor& hidden, const Tensor& weight, const Tensor& targets, int64_t chunk) {
+  const char* name = "linear_token_logprobs";
+  check_same_dtype(hidden, weight, name);
+  if (computes_in_f32(hidden))
+    return to_dtype(linear_token_logprobs(to_dtype(hidden, DType::f32), to_dtype(weight, DType::f32), targets, chunk), hidden.dtype());
+  require_cpu({hidden, weight, targets}, name);
+  if (hidden.dim() != 2 || weight.dim() != 2 || weight.size(1) != hidden.size(1) || targets.dim() != 1 ||
+      targets.size(0) != hidden.size(0))
+    fail(std::string(name) + ": needs hidden [N, H], weight [V, H] and targets [N], got " + hidden.str() + ", " + weight.str() +
+         " and " + targets.str());
+  if (chunk < 1) fail(std::string(name) + ": chunk must be at least 1 row, got " + int_str(chunk));
+  const int64_t N = hidden.size(0), H = hidden.size(1), V = weight.size(0);
+  const Tensor hc = contiguous(hidden.detach()), wc = contiguous(weight.detach());
+  const Tensor tc = contiguous(to_dtype(targets, DType::i64));
+  check_targets(tc.data<int64_t>(), N, V, std::numeric_limits<int64_t>::min(), name);
+  const int64_t rows_per_chunk = std::min(chunk, std::max<int64_t>(N, 1));
+  Tensor out = Tensor::empty({N}, hidden.dtype()), lse = Tensor::empty({N}, DType::f64);
+  dispatch_float(hidden.dtype(), name, [&](auto tag) {
+    using F = decltype(tag);
+    const F* ph = static_cast<const F*>(hc.data_ptr());
+    const F* pw = static_cast<const F*>(wc.data_ptr());
+    const int64_t* ids = tc.data<int64_t>();
+    std::vector<F> logits(static_cast<size_t>(rows_per_chunk * V));
+    for (int64_t r0 = 0; r0 < N; r0 += rows_per_chunk) {
+      const int64_t n = std::min(rows_per_chunk, N - r0);
+      cpu_gemm<F>(false, true, n, V, H, ph + r0 * H, H, pw, H, logits.data(), V);
+      for (int64_t i = 0; i < n; ++i) {
+        const F* row = logits.data() + i * V;
+        const double l = row_logsumexp(row, V);
+        lse.data<double>()[r0 + i] = l;
+        static_cast<F*>(out.data_ptr())[r0 + i] = static_cast<F>(row[ids[r0 + i]] - l);
+      }
+    }
+  });
+  const bool need_hidden = hidden.requires_grad(), need_weight = weight.requires_grad();
+  return record(kLinearTokenLogprobs, out, {hidden, weight}, [=](const Tensor& g_in) {
+    const Tensor g = contiguous(g_in);
+    const DType dtype = hc.dtype();
+    Tensor gh = Tensor::zeros({N, H}, dtype), gw = Tensor::zeros({V, H}, dtype);
+    dispatch_float(dtype, name, [&](auto tag) {
+      using F = decltype(tag);
+      const F* ph = static_cast<const F*>(hc.data_ptr());
+      const F* pw = static_cast<const F*>(wc.data_ptr());
+      const F* pg = static_cast<const F*>(g.data_ptr());
+      const int64_t* ids = tc.data<int64_t>();
+      std::vector<F> logits(static_cast<size_t>(rows_per_chunk * V));
+      for (int64_t r0 = 0; r0 < N; r0 += rows_per_chunk) {
+        const int64_t n = std::min(rows_per_chunk, N - r0);
+        cpu_gemm<F>(false, true, n, V, H, ph + r0 * H, H, pw, H, logits.data(), V);
+        for (int64_t i = 0; i < n; ++i)  // in place: logits -> their gradient
+          logprob_row_backward(logits.data() + i * V, V, ids[r0 + i], lse.data<double>()[r0 + i], pg[r0 + i], logits.data() + i * V);
+        if (need_hidden) cpu_gemm<F>(false, false, n, H, V, logits.data(), V, pw, H, static_cast<F*>(gh.data_ptr()) + r0 * H, H);
+        if (need_weight) cpu_gemm<F>(true, false, V, H, n, logits.data(), V, ph + r0 * H, H, static_cast<F*>(gw.data_ptr()), H, true);
+      }
+    });
+    return std::vector<Tensor>{need_hidden ? gh : Tensor(), need_weight ? gw : Tensor()};
   });
 }
 

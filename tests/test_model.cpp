@@ -7,8 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include "internvl/internvl_chat.h"
-#include "mpo/logps.h"
-#include "mpo/loss.h"
+#include "mpo/step.h"
+#include "nn/layers.h"
 #include "nn/safetensors.h"
 #include "tensor/autograd.h"
 #include "tensor/gradcheck.h"
@@ -125,17 +125,73 @@ TEST_CASE("bicubic position-embedding resize matches PyTorch's F.interpolate", "
 
 TEST_CASE("InternLM2's dynamic NTK base grows past max positions and never shrinks back", "[model]") {
   CHECK(std::abs(dynamic_ntk_theta(1e6, 2.0, 65536, 32768, 128) / (1e6 * std::pow(3.0, 128.0 / 126.0)) - 1) < 1e-15);
-  ParameterSet params;
-  const InternVLChatConfig cfg = parse(tiny_config("InternLM2ForCausalLM", false));  // max positions 64, head_dim 8
-  Decoder decoder(cfg.llm, params);
-  CHECK(decoder.rope_theta(10) == 10000.0);
-  CHECK(decoder.rope_theta(64) == 10000.0);
-  const double grown = decoder.rope_theta(100);
+  const LlmConfig llm = parse(tiny_config("InternLM2ForCausalLM", false)).llm;  // max positions 64, head_dim 8
+  RopeState state;
+  CHECK(rope_theta(llm, 10, state) == 10000.0);
+  CHECK(rope_theta(llm, 64, state) == 10000.0);
+  const double grown = rope_theta(llm, 100, state);
   CHECK(std::abs(grown / (10000.0 * std::pow(2.0 * 100 / 64 - 1, 8.0 / 6.0)) - 1) < 1e-15);
-  CHECK(decoder.rope_theta(10) == grown);  // stateful, as the official cache
-  ParameterSet qwen_params;
-  Decoder qwen(parse(tiny_config("Qwen2ForCausalLM", false)).llm, qwen_params);
-  CHECK(qwen.rope_theta(1000) == 10000.0);
+  CHECK(rope_theta(llm, 10, state) == grown);  // the state remembers, as the official cache
+  RopeState fresh;
+  CHECK(rope_theta(llm, 10, fresh) == 10000.0);  // a call without history sees only its own length
+  RopeState qwen_state;
+  CHECK(rope_theta(parse(tiny_config("Qwen2ForCausalLM", false)).llm, 1000, qwen_state) == 10000.0);
+
+  // The decoder keeps no hidden state: the same call twice gives the same numbers, unless the caller
+  // passes a history that has seen a longer sequence.
+  ParameterSet params;
+  Decoder decoder(llm, params);
+  Generator gen(9);
+  params.allocate_uniform(gen, 0.2);
+  NoGrad no_grad;
+  const Tensor short_ids = Tensor::from_vector<int64_t>({1, 2, 3, 4}, {1, 4});
+  const Tensor before = decoder.forward(decoder.embed(short_ids));
+  std::vector<int64_t> long_ids(100);
+  for (size_t i = 0; i < long_ids.size(); ++i) long_ids[i] = static_cast<int64_t>(i % 50);
+  const Tensor long_t = Tensor::from_vector(long_ids, {1, 100});
+  decoder.hidden(decoder.embed(long_t));
+  CHECK(max_abs_diff(decoder.forward(decoder.embed(short_ids)), before) == 0);
+  RopeState history;
+  decoder.hidden(decoder.embed(long_t), Tensor(), Tensor(), nullptr, &history);
+  CHECK(history.theta == grown);
+  CHECK(max_abs_diff(decoder.logits(decoder.hidden(decoder.embed(short_ids), Tensor(), Tensor(), nullptr, &history)), before) > 0);
+}
+
+TEST_CASE("a KV cache gives the full forward's logits, prefill then one position at a time", "[model]") {
+  for (const char* llm : {"Qwen2ForCausalLM", "InternLM2ForCausalLM"}) {  // both with 4 query heads over 2 kv heads
+    INFO(llm);
+    const LlmConfig config = parse(tiny_config(llm, false)).llm;
+    ParameterSet params;
+    Decoder decoder(config, params);
+    Generator gen(10);
+    params.allocate_uniform(gen, 0.2);
+    NoGrad no_grad;
+    const int64_t T = 12, prefill = 5;
+    std::vector<int64_t> ids, mask(2 * T, 1);
+    for (int64_t i = 0; i < 2 * T; ++i) ids.push_back((i * 7 + 3) % 50);
+    mask[0] = mask[1] = 0;  // row 0 is left-padded by two positions
+    const Tensor token_ids = Tensor::from_vector(ids, {2, T}), mask_t = Tensor::from_vector(mask, {2, T});
+    const Tensor full = decoder.forward(decoder.embed(token_ids), mask_t);
+    KvCache cache = KvCache::allocate(config, 2, T);
+    const Tensor first = decoder.logits(decoder.hidden(decoder.embed(token_ids.narrow(1, 0, prefill)), mask_t.narrow(1, 0, prefill),
+                                                       Tensor(), &cache));
+    CHECK(cache.length == prefill);
+    CHECK(max_abs_diff(first.narrow(1, 2, prefill - 2).narrow(0, 0, 1), full.narrow(1, 2, prefill - 2).narrow(0, 0, 1)) < 1e-5);
+    CHECK(max_abs_diff(first.narrow(0, 1, 1), full.narrow(1, 0, prefill).narrow(0, 1, 1)) < 1e-5);
+    for (int64_t t = prefill; t < T; ++t) {
+      const Tensor step = decoder.logits(decoder.hidden(decoder.embed(token_ids.narrow(1, t, 1)), mask_t.narrow(1, 0, t + 1), Tensor(), &cache));
+      CHECK(max_abs_diff(step, full.narrow(1, t, 1)) < 1e-5);
+    }
+    CHECK_THROWS_WITH(decoder.hidden(decoder.embed(token_ids.narrow(1, 0, 1)), Tensor(), Tensor(), &cache), HasSubstr("do not fit"));
+  }
+  ParameterSet params;
+  const LlmConfig config = parse(tiny_config("Qwen2ForCausalLM", false)).llm;
+  Decoder decoder(config, params);
+  Generator gen(11);
+  params.allocate_uniform(gen, 0.2);
+  KvCache cache = KvCache::allocate(config, 1, 4);
+  CHECK_THROWS_WITH(decoder.hidden(decoder.embed(Tensor::from_vector<int64_t>({1, 2}, {1, 2})), Tensor(), Tensor(), &cache),
+                    HasSubstr("NoGrad"));
 }
 
 TEST_CASE("select_layer picks the hidden state of the official rule", "[model]") {
@@ -192,32 +248,72 @@ TEST_CASE("sequence_logps sums the shifted label log-probs and skips -100", "[mo
   CHECK(run_gradcheck(c).passed);
 }
 
+TEST_CASE("log-probs from the scored rows equal those from full logits, values and gradients", "[model]") {
+  Generator gen(12);
+  const int64_t B = 3, T = 6, H = 4, V = 9;
+  // Row 2 scores nothing; the last position's label is never scored (nothing follows it).
+  const Tensor labels = Tensor::from_vector<int64_t>({-100, -100, 3, 6, 8, -100, -100, 0, 1, 2, 3, 4,
+                                                      -100, -100, -100, -100, -100, -100}, {B, T});
+  for (const int64_t chunk : {int64_t{1}, int64_t{2}, int64_t{256}}) {
+    INFO("chunk " << chunk);
+    Tensor hidden = Tensor::randn({B, T, H}, gen, DType::f64), head = Tensor::randn({V, H}, gen, DType::f64);
+    hidden.set_requires_grad(), head.set_requires_grad();
+    const SequenceLogps full = sequence_logps(linear(hidden, head), labels);
+    const Tensor w = Tensor::from_vector<double>({0.3, -1.2, 0.7}, {B});
+    sum(full.logps * w).backward();
+    const Tensor g_hidden = hidden.grad().clone(), g_head = head.grad().clone();
+    hidden.zero_grad(), head.zero_grad();
+    const SequenceLogps scored = sequence_logps(hidden, head, labels, -100, chunk);
+    sum(scored.logps * w).backward();
+    CHECK(max_abs_diff(scored.logps, full.logps) < 1e-12);
+    CHECK(scored.tokens.to_doubles() == full.tokens.to_doubles());
+    CHECK(scored.tokens.to_doubles() == std::vector<double>{3, 5, 0});
+    CHECK(max_abs_diff(hidden.grad(), g_hidden) < 1e-12);
+    CHECK(max_abs_diff(head.grad(), g_head) < 1e-12);
+  }
+}
+
 TEST_CASE("MPO loss: step-0 values, the reward shift, and the gradient formulas of the spec", "[model]") {
   const Tensor pc = Tensor::from_vector<double>({-12, -30}, {2}), pr = Tensor::from_vector<double>({-15, -28}, {2});
   const Tensor tokens = Tensor::from_vector<int64_t>({6, 10}, {2});
-  RewardShift shift;
-  MpoLoss at_start = mpo_loss({pc, pr, pc, pr, tokens}, MpoConfig{}, shift);
+  const MpoInputs at_start_inputs{pc, pr, pc, pr, tokens};
+  CHECK(batch_reward_mean(at_start_inputs, MpoConfig{}) == 0);
+  MpoLoss at_start = mpo_loss(at_start_inputs, MpoConfig{}, 0.0);
   const double nll = (12.0 + 30.0) / 16.0;  // pooled over both chosen responses
   CHECK(std::abs(at_start.loss.item() - (0.8 * std::log(2.0) + 0.2 * 2 * std::log(2.0) + nll)) < 1e-12);
   CHECK(at_start.delta == 0);
   CHECK(std::abs(at_start.sft_per_pair.to_doubles()[1] - 3.0) < 1e-12);
 
-  // The shift is the cumulative mean of batch-mean rewards, updated before use.
+  // The shift is the cumulative mean of batch-mean rewards; its first update sets it.
   RewardShift s;
   s.update(0.3);
   CHECK(std::abs(s.mean - 0.3) < 1e-15);
   s.update(0.1);
   CHECK(std::abs(s.mean - 0.2) < 1e-15);
+  // Several processes: one update with the mean, population variance and count of their batch means
+  // (TRL's get_global_statistics) = the running moments of all of them.
+  RewardShift ranks;
+  ranks.update(0.2, 0.01, 2);  // batch means 0.1 and 0.3
+  CHECK(std::abs(ranks.mean - 0.2) < 1e-15);
+  CHECK(std::abs(ranks.var - 0.01) < 1e-15);
+  ranks.update(0.5, 0.0, 2);  // 0.5 and 0.5: the mean of the four values
+  CHECK(std::abs(ranks.mean - 0.35) < 1e-15);
+  CHECK(std::abs(ranks.var - 0.0275) < 1e-15);  // the population variance of 0.1, 0.3, 0.5, 0.5
+  CHECK(std::abs(ranks.count - 4) < 1e-12);
 
   Tensor policy_c = Tensor::from_vector<double>({-10, -25}, {2}), policy_r = Tensor::from_vector<double>({-14, -20}, {2});
   policy_c.set_requires_grad(), policy_r.set_requires_grad();
   const Tensor ref_c = Tensor::from_vector<double>({-11, -24}, {2}), ref_r = Tensor::from_vector<double>({-13, -22}, {2});
+  const MpoInputs inputs{policy_c, policy_r, ref_c, ref_r, tokens};
   RewardShift running;
   running.update(0.05);  // an earlier batch
   const MpoConfig config;
-  const MpoLoss loss = mpo_loss({policy_c, policy_r, ref_c, ref_r, tokens}, config, running);
+  const double beta = 0.1, N = 16, B = 2;
+  CHECK(std::abs(batch_reward_mean(inputs, config) - beta * (1 - 1 - 1 + 2) / 4) < 1e-15);
+  running.update(batch_reward_mean(inputs, config));
+  const MpoLoss loss = mpo_loss(inputs, config, running.mean);
   loss.loss.backward();
-  const double beta = 0.1, delta = loss.delta, N = 16, B = 2;
+  const double delta = loss.delta;
   CHECK(std::abs(delta - (0.05 + (beta * (1 - 1 - 1 + 2)) / 4) / 2) < 1e-15);  // mean of 2 batch means
   auto s_ = [](double x) { return 1 / (1 + std::exp(-x)); };
   const std::vector<double> gc = policy_c.grad().to_doubles(), gr = policy_r.grad().to_doubles();
@@ -281,9 +377,41 @@ TEST_CASE("loading lists every missing, unexpected and mis-shaped tensor in one 
   std::filesystem::remove_all(dir);
 }
 
+namespace {
+
+// A chosen and a rejected row over one prompt with `tokens` image positions, the rejected one
+// shorter and padded; labels on the response only.
+struct PairRows {
+  Tensor input_ids, labels, attention_mask;
+};
+PairRows pair_rows(int64_t image_context, int64_t tokens) {
+  std::vector<int64_t> ids = {3, 7}, labels = {-100, -100};
+  for (int64_t i = 0; i < tokens; ++i) ids.push_back(image_context), labels.push_back(-100);
+  for (int64_t t : {11, 12, 13, 14}) ids.push_back(t), labels.push_back(t);
+  const size_t T = ids.size();
+  std::vector<int64_t> rejected = ids, rejected_labels = labels;
+  rejected[T - 3] = 20, rejected_labels[T - 3] = 20, rejected[T - 2] = 0, rejected_labels[T - 2] = -100;
+  std::vector<int64_t> all_ids = ids, all_labels = labels, mask(T * 2, 1);
+  all_ids.insert(all_ids.end(), rejected.begin(), rejected.end());
+  all_labels.insert(all_labels.end(), rejected_labels.begin(), rejected_labels.end());
+  mask[2 * T - 1] = 0;
+  const auto t = static_cast<int64_t>(T);
+  return {Tensor::from_vector(all_ids, {2, t}), Tensor::from_vector(all_labels, {2, t}), Tensor::from_vector(mask, {2, t})};
+}
+
+// The step with a fixed shift: delta = 0.05 whatever the batch, so the gradient treats it as a constant.
+MpoStepOptions fixed_shift_options() {
+  MpoStepOptions options;
+  options.update_shift = [](RewardShift& shift, double) { shift.mean = 0.05; };
+  return options;
+}
+
+}  // namespace
+
 // A whole random model (sizes unlike the fixtures; images larger than the config's, so the position
-// embedding goes through the bicubic resize), in f64: the MPO loss's gradient with respect to a
-// sample of every parameter tensor against central finite differences.
+// embedding goes through the bicubic resize), in f64, the pair's two rows spliced from one encoding of
+// its image: the MPO loss's gradient with respect to a sample of every parameter tensor against
+// central finite differences.
 TEST_CASE("a whole random model's MPO gradient matches finite differences", "[model]") {
   for (const auto& [llm, vit6b] : {std::pair{"Qwen2ForCausalLM", false}, std::pair{"InternLM2ForCausalLM", true}}) {
     INFO(llm << (vit6b ? " with the InternViT-6B tower" : ""));
@@ -293,43 +421,29 @@ TEST_CASE("a whole random model's MPO gradient matches finite differences", "[mo
     params.allocate_uniform(gen, 0.3);
     params.set_requires_grad(true);
     const int64_t image_context = 49;
-    const Tensor pixels = Tensor::randn({2, 3, 42, 42}, gen, DType::f64);  // grid 6, checkpoint grid 4: 9 tokens a tile
-    std::vector<int64_t> ids = {3, 7}, labels = {-100, -100};
-    for (int i = 0; i < 9; ++i) ids.push_back(image_context), labels.push_back(-100);
-    for (int64_t t : {11, 12, 13, 14}) ids.push_back(t), labels.push_back(t);
-    std::vector<int64_t> rejected = ids, rejected_labels = labels;
-    rejected[12] = 20, rejected_labels[12] = 20, rejected[13] = 0, rejected_labels[13] = -100;  // shorter, padded
-    std::vector<int64_t> all_ids = ids, all_labels = labels, mask(ids.size() * 2, 1);
-    all_ids.insert(all_ids.end(), rejected.begin(), rejected.end());
-    all_labels.insert(all_labels.end(), rejected_labels.begin(), rejected_labels.end());
-    mask[ids.size() + 14] = 0;
-    const int64_t T = static_cast<int64_t>(ids.size());
-    const Tensor input_ids = Tensor::from_vector(all_ids, {2, T}), label_t = Tensor::from_vector(all_labels, {2, T}),
-                 attention = Tensor::from_vector(mask, {2, T});
+    const PairRows rows = pair_rows(image_context, 18);
+    MpoBatch batch{Tensor::randn({2, 3, 42, 42}, gen, DType::f64),  // grid 6, checkpoint grid 4: 9 tokens a tile
+                   {{0, 2}, {0, 2}}, rows.input_ids, rows.attention_mask, rows.labels, {0}, {1}, image_context};
     const Tensor ref_logps = Tensor::from_vector<double>({-30, -31}, {2});
-
     auto loss_value = [&]() {
-      const SequenceLogps lp = sequence_logps(model.forward(pixels, input_ids, attention, image_context), label_t);
-      RewardShift fixed;  // a shift that the update cannot move: the gradient treats delta as a constant
-      fixed.mean = 0.05, fixed.count = 1e300;
-      const Tensor idx0 = Tensor::from_vector<int64_t>({0}, {1}), idx1 = Tensor::from_vector<int64_t>({1}, {1});
-      return mpo_loss({index_select(lp.logps, 0, idx0), index_select(lp.logps, 0, idx1), ref_logps.narrow(0, 0, 1),
-                       ref_logps.narrow(0, 1, 1), index_select(lp.tokens, 0, idx0)}, MpoConfig{}, fixed).loss;
+      RewardShift shift;
+      return mpo_step(model, batch, ref_logps, shift, fixed_shift_options()).loss.loss.item();
     };
-    loss_value().backward();
+    RewardShift shift;
+    mpo_step(model, batch, ref_logps, shift, fixed_shift_options());
     double worst = 0;
     int checked = 0;
     for (const Parameter& p : params.parameters()) {
       const Tensor& t = p.tensor();
-      const std::vector<double> analytic = t.grad().defined() ? t.grad().to_doubles() : std::vector<double>(static_cast<size_t>(t.numel()), 0.0);
+      const std::vector<double> analytic = t.grad().to_doubles();
       double* data = static_cast<double*>(t.data_ptr());
       for (int64_t i : {int64_t{0}, t.numel() / 2, t.numel() - 1}) {  // three elements of every tensor
         const double original = data[i], h = 1e-5;
         NoGrad no_grad;
         data[i] = original + h;
-        const double plus = loss_value().item();
+        const double plus = loss_value();
         data[i] = original - h;
-        const double minus = loss_value().item();
+        const double minus = loss_value();
         data[i] = original;
         const double numeric = (plus - minus) / (2 * h), a = analytic[static_cast<size_t>(i)];
         worst = std::max(worst, std::abs(numeric - a) / std::max(1e-3, std::abs(numeric)));
@@ -339,4 +453,61 @@ TEST_CASE("a whole random model's MPO gradient matches finite differences", "[mo
     INFO("checked " << checked << " elements, worst relative error " << worst);
     CHECK(worst < 1e-6);
   }
+}
+
+TEST_CASE("one image encoding per pair gives the numbers of the official repeated-tiles batch", "[model]") {
+  ParameterSet params(DType::f64);
+  InternVLChat model(parse(tiny_config("Qwen2ForCausalLM", false)), params);
+  Generator gen(13);
+  params.allocate_uniform(gen, 0.3);
+  params.set_requires_grad(true);
+  const int64_t image_context = 49;
+  const Tensor tiles = Tensor::randn({2, 3, 28, 28}, gen, DType::f64);  // 2 tiles of 16 patches: 4 tokens each
+  const PairRows small = pair_rows(image_context, 8);
+  const Tensor ref_logps = Tensor::from_vector<double>({-30, -31}, {2});
+  const MpoBatch repeated{cat({tiles, tiles}, 0), {}, small.input_ids, small.attention_mask, small.labels, {0}, {1}, image_context};
+  const MpoBatch shared{tiles, {{0, 2}, {0, 2}}, small.input_ids, small.attention_mask, small.labels, {0}, {1}, image_context};
+  RewardShift shift_a, shift_b;
+  const MpoStepResult a = mpo_step(model, repeated, ref_logps, shift_a);
+  const Tensor grads_a = params.flat_grad().clone();
+  params.zero_grad();
+  const MpoStepResult b = mpo_step(model, shared, ref_logps, shift_b);
+  CHECK(max_abs_diff(a.loss.loss, b.loss.loss) < 1e-14);
+  CHECK(max_abs_diff(a.policy.logps, b.policy.logps) < 1e-12);
+  CHECK(shift_a.mean == shift_b.mean);
+  CHECK(max_abs_diff(grads_a, params.flat_grad()) < 1e-12);
+  CHECK(max_abs_diff(params.flat_grad(), Tensor::zeros(params.flat_grad().shape(), DType::f64)) > 0);
+  // A span that does not match a row's image positions, or reaches past the tiles, is refused.
+  MpoBatch wrong = shared;
+  wrong.row_tiles = {{0, 2}, {1, 1}};
+  CHECK_THROWS_WITH(mpo_step(model, wrong, ref_logps, shift_b), HasSubstr("row 1 has 8 image-context positions"));
+  wrong.row_tiles = {{0, 2}, {1, 2}};
+  CHECK_THROWS_WITH(mpo_step(model, wrong, ref_logps, shift_b), HasSubstr("asks for tiles [1, 3) of 2"));
+}
+
+TEST_CASE("parameter gradients live in one flat buffer and accumulate in place", "[model]") {
+  ParameterSet params(DType::f64);
+  Linear first(params, "a", 3, 2, true), second(params, "b", 2, 1, false);
+  Generator gen(14);
+  params.allocate_uniform(gen, 0.5);
+  params.set_requires_grad(true);
+  int64_t offset = 0;
+  for (const Parameter& p : params.parameters()) {
+    CHECK(p.offset() == offset);
+    CHECK(p.tensor().grad().storage() == params.flat_grad().storage());
+    CHECK(p.tensor().grad().offset() == offset);
+    offset += p.tensor().numel();
+  }
+  CHECK(params.flat_grad().numel() == offset);
+  const Tensor x = Tensor::randn({4, 3}, gen, DType::f64);
+  sum(second(first(x))).backward();
+  const Tensor once = params.flat_grad().clone();
+  sum(second(first(x))).backward();
+  CHECK(max_abs_diff(params.flat_grad(), once * 2.0) < 1e-12);
+  CHECK(first.weight.tensor().grad().storage() == params.flat_grad().storage());  // still the view
+  params.zero_grad();
+  CHECK(params.flat_grad().to_doubles() == std::vector<double>(static_cast<size_t>(offset), 0.0));
+  first.bias.tensor().zero_grad();  // a caller drops one .grad: zero_grad puts the view back
+  params.zero_grad();
+  CHECK(first.bias.tensor().grad().storage() == params.flat_grad().storage());
 }

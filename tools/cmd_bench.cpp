@@ -13,8 +13,7 @@
 #include <thread>
 
 #include "internvl/internvl_chat.h"
-#include "mpo/logps.h"
-#include "mpo/loss.h"
+#include "mpo/step.h"
 #include "tensor/autograd.h"
 #include "tensor/cuda_backend.h"
 #include "tensor/ops.h"
@@ -212,9 +211,10 @@ int bench_model(const Args& args) {
 }
 
 
-// One MPO training step of the official trainer's shape with random weights: P pairs of one image
-// (`tiles` tiles each) + `prompt` text tokens + `response` scored tokens; a reference forward
-// without grad, the policy forward, sequence log-probs, the MPO loss and its backward.
+// One MPO training step of the official benchmark's shape with random weights: P pairs of one image
+// (`tiles` tiles each) + `prompt` text tokens + `response` scored tokens; the reference log-probs
+// without grad, then mpo_step: the policy forward (each pair's image encoded once for both
+// responses), log-probs from the scored rows only, the MPO loss and its backward.
 int bench_mpo_step(const Args& args) {
   const std::string config_path = flag_value(args, "--config", std::string(IVL_SOURCE_DIR) + "/tests/data/internvl2-1b/config.json");
   const int64_t pairs = positive_int_flag(args, "--pairs", 1), tiles = positive_int_flag(args, "--tiles", 1);
@@ -243,15 +243,13 @@ int bench_mpo_step(const Args& args) {
     for (int64_t i = 0; i < prompt - prompt / 2 + response; ++i) ids.push_back(1 + (i * 7 + r) % (vocab - 2));
     for (int64_t t = 0; t < T; ++t) labels.push_back(t < prompt + image_tokens ? -100 : ids[static_cast<size_t>(r * T + t)]);
   }
-  const Tensor input_ids = Tensor::from_vector(ids, {rows, T}), label_t = Tensor::from_vector(labels, {rows, T});
-  const Tensor mask = Tensor::ones({rows, T}, DType::i64);
-  const Tensor pair_pixels = Tensor::randn({pairs * tiles, 3, config.image_size, config.image_size}, gen);
-  const Tensor pixels = cat({pair_pixels, pair_pixels}, 0);  // the official layout: tiles repeated for chosen and rejected
-  std::vector<int64_t> chosen_rows, rejected_rows;
-  for (int64_t p = 0; p < pairs; ++p) chosen_rows.push_back(p), rejected_rows.push_back(pairs + p);
-  auto rows_of = [](const Tensor& t, const std::vector<int64_t>& r) {
-    return index_select(t, 0, Tensor::from_vector(r, {static_cast<int64_t>(r.size())}));
-  };
+  MpoBatch batch;
+  batch.pixel_values = Tensor::randn({pairs * tiles, 3, config.image_size, config.image_size}, gen);  // each pair's tiles once
+  batch.input_ids = Tensor::from_vector(ids, {rows, T}), batch.labels = Tensor::from_vector(labels, {rows, T});
+  batch.attention_mask = Tensor::ones({rows, T}, DType::i64);
+  batch.image_context_id = context_id;
+  for (int64_t p = 0; p < pairs; ++p) batch.chosen_rows.push_back(p), batch.rejected_rows.push_back(pairs + p);
+  for (int64_t r = 0; r < rows; ++r) batch.row_tiles.push_back({(r % pairs) * tiles, tiles});  // both responses, one encoding
   std::fprintf(stderr, "work: %lld pair(s), %lld tile(s) each, %lld rows of %lld positions (%lld prompt + %lld image + %lld response)\n",
                static_cast<long long>(pairs), static_cast<long long>(tiles), static_cast<long long>(rows),
                static_cast<long long>(T), static_cast<long long>(prompt), static_cast<long long>(image_tokens),
@@ -259,18 +257,9 @@ int bench_mpo_step(const Args& args) {
 
   double loss_value = 0;
   auto step = [&] {
-    SequenceLogps ref;
-    {
-      NoGrad no_grad;
-      ref = sequence_logps(reference.forward(pixels, input_ids, mask, context_id), label_t);
-    }
-    const SequenceLogps pol = sequence_logps(policy.forward(pixels, input_ids, mask, context_id), label_t);
-    RewardShift shift;
-    const MpoLoss loss = mpo_loss({rows_of(pol.logps, chosen_rows), rows_of(pol.logps, rejected_rows),
-                                   rows_of(ref.logps, chosen_rows), rows_of(ref.logps, rejected_rows),
-                                   rows_of(pol.tokens, chosen_rows)}, MpoConfig{}, shift);
-    loss.loss.backward();
-    loss_value = loss.loss.item();
+    RewardShift shift;  // a fresh shift per step: delta = this batch's mean reward, as the official benchmark
+    const MpoStepResult result = mpo_step(policy, batch, reference_logps(reference, batch), shift);
+    loss_value = result.loss.loss.item();
     policy_params.zero_grad();
   };
   std::vector<double> times;

@@ -9,8 +9,7 @@
 #include <set>
 
 #include "internvl/internvl_chat.h"
-#include "mpo/logps.h"
-#include "mpo/loss.h"
+#include "mpo/step.h"
 #include "nn/safetensors.h"
 #include "tensor/autograd.h"
 #include "tools/commands.h"
@@ -89,7 +88,54 @@ Comparison delta_error(const Tensor& got, const SafetensorsFile& golden, const M
   return {diff / scale, note};
 }
 
-Tensor rows_of(const Tensor& t, const std::vector<int64_t>& rows) { return index_select(t, 0, Tensor::from_vector(rows, {static_cast<int64_t>(rows.size())})); }
+// The tiles of a batch in the official layout (each row's <IMG_CONTEXT> positions take the next
+// tiles in order), reduced to the distinct tile sequences: rows whose tiles hold the same pixels
+// share one copy.
+struct SharedTiles {
+  Tensor pixel_values;             // [distinct tiles, 3, S, S]
+  std::vector<TileSpan> row_tiles;  // per row, into pixel_values
+  Tensor batch_tile_source;         // [batch tiles] i64: the distinct tile each tile of the batch is
+};
+
+SharedTiles share_tiles(const Tensor& pixel_values, const Tensor& ids, int64_t image_context_id, int64_t tokens_per_tile) {
+  const int64_t B = ids.size(0), T = ids.size(1), tiles = pixel_values.size(0);
+  const std::vector<double> id_values = ids.to_doubles();
+  std::vector<TileSpan> batch_spans;
+  int64_t next = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t count = 0;
+    for (int64_t t = 0; t < T; ++t) count += static_cast<int64_t>(id_values[static_cast<size_t>(b * T + t)]) == image_context_id;
+    if (count % tokens_per_tile != 0)
+      throw std::invalid_argument("row " + std::to_string(b) + " has " + std::to_string(count) +
+                                  " image-context positions, not a multiple of " + std::to_string(tokens_per_tile));
+    batch_spans.push_back({next, count / tokens_per_tile});
+    next += count / tokens_per_tile;
+  }
+  if (next != tiles)
+    throw std::invalid_argument("the rows' image-context positions ask for " + std::to_string(next) + " tiles; input.pixel_values has " +
+                                std::to_string(tiles));
+  auto pixels_of = [&](const TileSpan& s) { return pixel_values.narrow(0, s.first, s.count).to_doubles(); };
+  SharedTiles out;
+  std::vector<int64_t> keep, source(static_cast<size_t>(tiles), 0);
+  for (int64_t b = 0; b < B; ++b) {
+    const TileSpan span = batch_spans[static_cast<size_t>(b)];
+    TileSpan shared{static_cast<int64_t>(keep.size()), span.count};
+    for (int64_t earlier = 0; earlier < b; ++earlier) {
+      const TileSpan other = batch_spans[static_cast<size_t>(earlier)];
+      if (other.count == span.count && span.count > 0 && pixels_of(other) == pixels_of(span)) {
+        shared.first = out.row_tiles[static_cast<size_t>(earlier)].first;
+        break;
+      }
+    }
+    if (shared.first == static_cast<int64_t>(keep.size()))
+      for (int64_t i = 0; i < span.count; ++i) keep.push_back(span.first + i);
+    for (int64_t i = 0; i < span.count; ++i) source[static_cast<size_t>(span.first + i)] = shared.first + i;
+    out.row_tiles.push_back(shared);
+  }
+  if (!keep.empty()) out.pixel_values = index_select(pixel_values, 0, Tensor::from_vector(keep, {static_cast<int64_t>(keep.size())}));
+  out.batch_tile_source = Tensor::from_vector(source, {tiles});
+  return out;
+}
 
 }  // namespace
 
@@ -117,31 +163,39 @@ int cmd_check(const Args& args) {
               policy.config.vision.rms_norm ? "InternViT-6B style" : "InternViT-300M style",
               static_cast<long long>(policy.params->numel()), golden_path.c_str());
 
+  // The golden batch repeats each pair's tiles for its chosen and its rejected row, as the official
+  // trainer does; the step encodes each distinct tile sequence once and splices it into both rows.
+  const SharedTiles shared = share_tiles(pixel_values, ids, image_context_id, policy.config.num_image_token());
+  std::printf("vision: %lld distinct tiles of the %lld in the batch, each encoded once\n",
+              static_cast<long long>(shared.pixel_values.defined() ? shared.pixel_values.size(0) : 0),
+              static_cast<long long>(pixel_values.size(0)));
+  MpoBatch batch{shared.pixel_values, shared.row_tiles, ids, mask, labels, meta.chosen_rows, meta.rejected_rows, image_context_id};
+
   std::map<std::string, Tensor> got;
+  const Tensor ref_logps = reference_logps(*reference.model, batch);
   {
     NoGrad no_grad;
     got["vit.last_hidden_state"] = policy.model->vision().forward(pixel_values);
-    got["out.ref_logits"] = reference.model->forward(pixel_values, ids, mask, image_context_id);
+    got["out.ref_logits"] = reference.model->forward(batch.pixel_values, ids, mask, image_context_id, batch.row_tiles);
   }
   policy.params->set_requires_grad(true);
-  const Tensor image_tokens = policy.model->extract_feature(pixel_values);
-  got["vit.embeds_after_mlp1"] = image_tokens.detach();
-  const Tensor logits = policy.model->llm().forward(policy.model->splice_image_tokens(ids, image_tokens, image_context_id), mask);
-  got["out.logits"] = logits.detach();
-  const SequenceLogps pol = sequence_logps(logits, labels), ref = sequence_logps(got["out.ref_logits"], labels);
-  got["out.policy_logps"] = pol.logps.detach(), got["out.ref_logps"] = ref.logps, got["out.response_tokens"] = pol.tokens;
-
   RewardShift shift;
-  const MpoInputs mpo_in{rows_of(pol.logps, meta.chosen_rows), rows_of(pol.logps, meta.rejected_rows),
-                         rows_of(ref.logps, meta.chosen_rows), rows_of(ref.logps, meta.rejected_rows),
-                         rows_of(pol.tokens, meta.chosen_rows)};
-  const MpoLoss loss = mpo_loss(mpo_in, meta.mpo, shift);
-  got["mpo.loss"] = loss.loss.detach(), got["mpo.loss_dpo"] = loss.dpo.detach(), got["mpo.loss_bco"] = loss.bco.detach();
-  got["mpo.loss_sft_pooled"] = loss.sft_pooled.detach(), got["mpo.loss_sft_per_pair"] = loss.sft_per_pair.detach();
+  MpoStepOptions options;
+  options.loss = meta.mpo, options.keep_activations = true;
+  const MpoStepResult step = mpo_step(*policy.model, batch, ref_logps, shift, options);
+  {
+    NoGrad no_grad;
+    if (step.image_tokens.defined()) got["vit.embeds_after_mlp1"] = index_select(step.image_tokens, 0, shared.batch_tile_source);
+    got["out.logits"] = policy.model->llm().logits(step.hidden);
+  }
+  const Tensor& logits = got["out.logits"];
+  got["out.policy_logps"] = step.policy.logps, got["out.ref_logps"] = ref_logps, got["out.response_tokens"] = step.policy.tokens;
+  const MpoLoss& loss = step.loss;
+  got["mpo.loss"] = loss.loss, got["mpo.loss_dpo"] = loss.dpo, got["mpo.loss_bco"] = loss.bco;
+  got["mpo.loss_sft_pooled"] = loss.sft_pooled, got["mpo.loss_sft_per_pair"] = loss.sft_per_pair;
   got["mpo.delta"] = Tensor::scalar(loss.delta, DType::f64);
-  loss.loss.backward();
   for (const Parameter& p : policy.params->parameters())
-    if (p.present() && p.tensor().grad().defined()) got["grad." + p.name()] = p.tensor().grad();
+    if (p.present()) got["grad." + p.name()] = p.tensor().grad();
 
   // Logits are compared where the attention mask is 1 (padded positions are not defined).
   std::vector<uint8_t> keep_logits;
