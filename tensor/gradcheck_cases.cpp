@@ -176,6 +176,13 @@ std::vector<GradcheckCase> make_cases() {
          o.causal = true, o.scale = 0.3, o.key_padding_mask = x[3];
          return scaled_dot_product_attention(x[0], x[1], x[2], o);
        }},
+      {"scaled_dot_product_attention", "k a prefix view of a longer cache, v a head-split view (read in place)", [](Generator& g) {
+         return Inputs{randn(g, {2, 4, 2, 3}), randn(g, {2, 2, 6, 3}), randn(g, {2, 4, 2, 2})}; },
+       [](const Inputs& x) {
+         AttentionOptions o;
+         o.causal = true;
+         return scaled_dot_product_attention(x[0], x[1].narrow(2, 0, 4), x[2].transpose(1, 2), o);
+       }},
       {"token_logprobs", "[2,3,7] with ignored positions", [](Generator& g) {
          return Inputs{randn(g, {2, 3, 7}), ids({3, -100, 6, 0, 2, -100}, {2, 3})}; },
        [](const Inputs& x) { return token_logprobs(x[0], x[1]); }},
