@@ -1,8 +1,11 @@
 // Reverse-mode autograd on a tape. Each differentiable op records one Node holding a backward
 // closure (its saved tensors live in the closure's captures); backward() walks the nodes in an order
 // where every node runs after all of its consumers, sums the gradients that meet, and adds the
-// leaf gradients into `.grad`. Backward closures run under NoGrad, using the same ops as forward, so
-// they work on any device that has kernels for those ops.
+// leaf gradients into `.grad` (in place when a .grad exists, e.g. a view into a flat buffer).
+// Backward closures run under NoGrad. Many are written with ops (linear, the shape ops, elementwise
+// arithmetic) and run wherever those ops have kernels; the fused nodes' backwards (norms, rotary,
+// attention, the log-prob gathers) are CPU loops like their forwards. On CUDA today, a backward
+// that needs an op without a CUDA kernel (a broadcast add's sum, for one) fails naming that op.
 #pragma once
 #include <functional>
 #include <memory>

@@ -1,6 +1,7 @@
 // Elementwise ops: unary math, broadcasting binary arithmetic, comparisons, and the copies and
-// conversions (contiguous, clone, dtype, device). Unary ops share one table of (value, derivative)
-// formulas, so forward and backward of each sit on one line pair.
+// conversions (contiguous, clone, dtype, device). Each unary op is one enum value with its formula
+// in unary_value and its derivative in unary_derivative, right below, and one table entry saying
+// whether its backward needs the saved input or output.
 #include <algorithm>
 #include <cmath>
 

@@ -51,7 +51,7 @@ inline std::string sha256_hex(const uint8_t* data, size_t size) {
   tail[rest] = 0x80;
   const size_t tail_size = rest + 9 <= 64 ? 64 : 128;
   const uint64_t bits = static_cast<uint64_t>(size) * 8;
-  for (int i = 0; i < 8; ++i) tail[tail_size - 1 - i] = static_cast<uint8_t>(bits >> (8 * i));
+  for (size_t i = 0; i < 8; ++i) tail[tail_size - 1 - i] = static_cast<uint8_t>(bits >> (8 * i));
   compress(tail);
   if (tail_size == 128) compress(tail + 64);
   std::string hex;

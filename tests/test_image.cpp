@@ -255,7 +255,7 @@ TEST_CASE("synthetic fixtures: every tile equals the official pipeline's", "[ima
     const Tensor expected = golden.get(key);
     REQUIRE(result.tiles_u8.shape() == expected.shape());
     const size_t tile_bytes = 448 * 448 * 3;
-    for (int64_t t = 0; t < expected.size(0); ++t) {
+    for (size_t t = 0; t < static_cast<size_t>(expected.size(0)); ++t) {
       INFO("tile " << t);
       CHECK(std::memcmp(result.tiles_u8.data<uint8_t>() + t * tile_bytes, expected.data<uint8_t>() + t * tile_bytes,
                         tile_bytes) == 0);
@@ -380,7 +380,7 @@ TEST_CASE("bad image files end in a clear error naming the file", "[image]") {
   // What Pillow still reads, we read too, with the same pixels: a PNG without its IEND chunk, or
   // without the last IDAT's CRC and the zlib checksum (every row is there).
   const Image whole_png = load_image(kPreprocessDirectory + "small.png");
-  for (size_t missing : {12, 20}) {
+  for (size_t missing : {size_t{12}, size_t{20}}) {
     INFO("PNG without its last " << missing << " bytes");
     const std::string path = directory.file("short.png");
     write_file(path, png.substr(0, png.size() - missing));

@@ -14,19 +14,12 @@
 #include "tensor/gradcheck.h"
 #include "tensor/random.h"
 #include "tests/catch.h"
+#include "tests/test_support.h"
 
 using namespace ivl;
 using json = nlohmann::json;
 
 namespace {
-
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  const std::vector<double> x = a.to_doubles(), y = b.to_doubles();
-  REQUIRE(x.size() == y.size());
-  double d = 0;
-  for (size_t i = 0; i < x.size(); ++i) d = std::max(d, std::abs(x[i] - y[i]));
-  return d;
-}
 
 // A small InternVL2 config of the published construction with sizes unlike the fixtures'.
 json tiny_config(const std::string& llm, bool vit6b) {
@@ -326,9 +319,8 @@ TEST_CASE("MPO loss: step-0 values, the reward shift, and the gradient formulas 
 }
 
 TEST_CASE("loading lists every missing, unexpected and mis-shaped tensor in one error", "[model]") {
-  const std::string dir = (std::filesystem::temp_directory_path() / "ivl_test_loader").string();
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
+  const TemporaryDirectory temp("ivl_test_loader");
+  const std::string dir = temp.str();
   const json config = tiny_config("InternLM2ForCausalLM", false);
   std::ofstream(dir + "/config.json") << config.dump();
   ParameterSet params;
@@ -374,7 +366,6 @@ TEST_CASE("loading lists every missing, unexpected and mis-shaped tensor in one 
   NoGrad no_grad;
   const Tensor logits = loaded.model->forward(Tensor(), Tensor::from_vector<int64_t>({1, 2, 3}, {1, 3}), Tensor(), 49);
   CHECK(logits.shape() == Shape{1, 3, 50});
-  std::filesystem::remove_all(dir);
 }
 
 namespace {

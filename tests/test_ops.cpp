@@ -6,19 +6,11 @@
 #include "tensor/ops.h"
 #include "tensor/random.h"
 #include "tests/catch.h"
+#include "tests/test_support.h"
 
 using namespace ivl;
 
 namespace {
-
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  const std::vector<double> x = a.to_doubles(), y = b.to_doubles();
-  REQUIRE(x.size() == y.size());
-  REQUIRE(a.shape() == b.shape());
-  double d = 0;
-  for (size_t i = 0; i < x.size(); ++i) d = std::max(d, std::abs(x[i] - y[i]));
-  return d;
-}
 
 // C[i][j] = sum_k A[i][k] B[k][j] with plain loops, for 2-D tensors of any layout.
 Tensor naive_matmul(const Tensor& a, const Tensor& b) {

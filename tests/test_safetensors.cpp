@@ -48,7 +48,7 @@ Tensor patterned(const Shape& shape, DType dtype, int seed) {
   Tensor t = Tensor::empty(shape, dtype);
   auto* bytes = static_cast<uint8_t*>(t.data_ptr());
   for (size_t i = 0; i < t.nbytes(); ++i)
-    bytes[i] = dtype == DType::boolean ? static_cast<uint8_t>((i + seed) % 2) : static_cast<uint8_t>(i * 31 + seed);
+    bytes[i] = dtype == DType::boolean ? static_cast<uint8_t>((i + static_cast<size_t>(seed)) % 2) : static_cast<uint8_t>(i * 31 + static_cast<size_t>(seed));
   return t;
 }
 

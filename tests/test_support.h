@@ -1,4 +1,5 @@
-// Shared by the tests: a temporary directory that cleans up after itself, and running a command line.
+// Shared by the tests: tensor comparisons, a temporary directory that cleans up after itself, and
+// running a command line.
 #pragma once
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -7,12 +8,32 @@
 #include <utility>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
 
+#include "tensor/tensor.h"
 #include "tests/catch.h"
+
+// max |a - b| over all elements; the shapes must match.
+inline double max_abs_diff(const ivl::Tensor& a, const ivl::Tensor& b) {
+  REQUIRE(a.shape() == b.shape());
+  const std::vector<double> x = a.to_doubles(), y = b.to_doubles();
+  double d = 0;
+  for (size_t i = 0; i < x.size(); ++i) d = std::max(d, std::abs(x[i] - y[i]));
+  return d;
+}
+
+// max |got - want| / max |want| (the golden comparisons' measure); the element counts must match.
+inline double max_rel_error(const ivl::Tensor& got, const ivl::Tensor& want) {
+  const std::vector<double> a = got.to_doubles(), b = want.to_doubles();
+  REQUIRE(a.size() == b.size());
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff = std::max(diff, std::abs(a[i] - b[i])), scale = std::max(scale, std::abs(b[i]));
+  return diff / std::max(scale, 1e-30);
+}
 
 // A fresh directory under the system temp folder for one test, removed with everything in it when
 // the test ends.

@@ -92,7 +92,7 @@ bool read_rows(JpegDecoder& decoder, uint8_t* rgb, uint8_t* row_buffer) {
     } else if (components == 4) {
       for (size_t x = 0; x < width; ++x) {
         const uint8_t* cmyk = row_buffer + 4 * x;
-        for (int c = 0; c < 3; ++c) out[3 * x + c] = pillow_cmyk_to_rgb_channel(cmyk[c], cmyk[3]);
+        for (size_t c = 0; c < 3; ++c) out[3 * x + c] = pillow_cmyk_to_rgb_channel(cmyk[c], cmyk[3]);
       }
     }
   }
@@ -150,7 +150,7 @@ Image decode_jpeg(const uint8_t* bytes, size_t size, const std::string& name) {
     image_error(name, "libjpeg produced an unexpected output layout");
 
   Image image(static_cast<int>(cinfo.output_width), static_cast<int>(cinfo.output_height));
-  std::vector<uint8_t> row_buffer(static_cast<size_t>(cinfo.output_width) * cinfo.output_components);
+  std::vector<uint8_t> row_buffer(static_cast<size_t>(cinfo.output_width) * static_cast<size_t>(cinfo.output_components));
   if (!read_rows(decoder, image.pixels.data(), row_buffer.data())) {
     check_not_truncated();
     fail_with_libjpeg_message("scan data");

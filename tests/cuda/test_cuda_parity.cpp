@@ -10,20 +10,9 @@
 #include "tensor/ops.h"
 #include "tensor/random.h"
 #include "tests/catch.h"
+#include "tests/test_support.h"
 
 using namespace ivl;
-
-namespace {
-
-double max_rel_error(const Tensor& got, const Tensor& want) {
-  const std::vector<double> a = got.to_doubles(), b = want.to_doubles();
-  REQUIRE(a.size() == b.size());
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff = std::max(diff, std::abs(a[i] - b[i])), scale = std::max(scale, std::abs(b[i]));
-  return diff / std::max(scale, 1e-30);
-}
-
-}  // namespace
 
 TEST_CASE("cuda: host-device round trip keeps every dtype's bits", "[cuda]") {
   Generator gen(1);
