@@ -84,6 +84,11 @@ void Tokenizer::set_sequence_policy(int64_t bos_id, int64_t eos_id) {
   eos_id_ = eos_id < 0 ? -1 : eos_id;
 }
 
+void Tokenizer::set_pad_id(int64_t pad_id) {
+  if (pad_id >= vocab_size()) throw std::out_of_range("pad token: id " + std::to_string(pad_id) + " is outside the vocabulary");
+  pad_id_ = pad_id < 0 ? -1 : pad_id;
+}
+
 namespace {
 
 bool has_file(const fs::path& directory, const char* name) { return fs::is_regular_file(directory / name); }
@@ -99,6 +104,20 @@ int64_t policy_id(const Tokenizer& tokenizer, std::optional<bool> add, bool defa
     return tokenizer.token_id(token);
   } catch (const std::out_of_range&) {
     fail_in_file(config_path, "the sequence token '" + token + "' is not in the vocabulary");
+  }
+}
+
+// pad_token as the config files name it, else the family's default (the Hugging Face classes'
+// constructor argument: Qwen2Tokenizer "<|endoftext|>", InternLM2Tokenizer "</s>"). A default that
+// the vocabulary lacks means no pad token; a named one must exist.
+int64_t pad_token_id(const Tokenizer& tokenizer, const std::optional<std::string>& name, const std::string& default_name,
+                     const std::string& directory) {
+  try {
+    return tokenizer.token_id(name.value_or(default_name));
+  } catch (const std::out_of_range&) {
+    if (!name) return -1;
+    throw std::runtime_error(directory + ": the pad_token '" + *name +
+                             "' of tokenizer_config.json / special_tokens_map.json is not in the vocabulary");
   }
 }
 
@@ -137,6 +156,7 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& directory) {
     tokenizer = load_sentencepiece((dir / "tokenizer.model").string(), added);
     tokenizer->set_sequence_policy(policy_id(*tokenizer, config.add_bos_token, true, config.bos_token, "<s>", config_path),
                                    policy_id(*tokenizer, config.add_eos_token, false, config.eos_token, "</s>", config_path));
+    tokenizer->set_pad_id(pad_token_id(*tokenizer, config.pad_token, "</s>", directory));
     return tokenizer;
   }
 
@@ -157,6 +177,7 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& directory) {
   // Qwen2: bos_token is null and nothing is added; a config may still ask for BOS/EOS.
   tokenizer->set_sequence_policy(policy_id(*tokenizer, config.add_bos_token, false, config.bos_token, "", config_path),
                                  policy_id(*tokenizer, config.add_eos_token, false, config.eos_token, "", config_path));
+  tokenizer->set_pad_id(pad_token_id(*tokenizer, config.pad_token, "<|endoftext|>", directory));
   return tokenizer;
 }
 

@@ -45,6 +45,10 @@ class Tokenizer {
   int64_t bos_id() const { return bos_id_; }
   int64_t eos_id() const { return eos_id_; }
   void set_sequence_policy(int64_t bos_id, int64_t eos_id);
+  // The padding token (-1: none): tokenizer_config.json's / special_tokens_map.json's pad_token, else
+  // the family's default (Qwen2 <|endoftext|> 151643; InternLM2 </s> 2, the same id as its EOS).
+  int64_t pad_id() const { return pad_id_; }
+  void set_pad_id(int64_t pad_id);
   // "byte-level BPE (vocab.json + merges.txt: 151643 tokens, ...)": for messages and logs.
   virtual std::string describe() const = 0;
 
@@ -64,7 +68,7 @@ class Tokenizer {
  private:
   TokenizerFamily family_;
   AddedTokens added_;
-  int64_t bos_id_ = -1, eos_id_ = -1;
+  int64_t bos_id_ = -1, eos_id_ = -1, pad_id_ = -1;
 };
 
 // The tokenizer in `directory`. The family is tokenizer_config.json's tokenizer_class (Qwen2* or

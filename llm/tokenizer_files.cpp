@@ -65,14 +65,19 @@ int64_t token_id_value(const nlohmann::json& value, const std::string& path, con
 TokenizerConfig read_tokenizer_config(const std::string& directory) {
   TokenizerConfig config;
   const std::string path = (fs::path(directory) / "tokenizer_config.json").string();
-  if (!fs::exists(path)) return config;
-  const nlohmann::json json = read_json_file(path);
-  if (json.contains("tokenizer_class") && json["tokenizer_class"].is_string())
-    config.tokenizer_class = json["tokenizer_class"].get<std::string>();
-  config.add_bos_token = flag(json, "add_bos_token", path);
-  config.add_eos_token = flag(json, "add_eos_token", path);
-  config.bos_token = token_text(json, "bos_token", path);
-  config.eos_token = token_text(json, "eos_token", path);
+  if (fs::exists(path)) {
+    const nlohmann::json json = read_json_file(path);
+    if (json.contains("tokenizer_class") && json["tokenizer_class"].is_string())
+      config.tokenizer_class = json["tokenizer_class"].get<std::string>();
+    config.add_bos_token = flag(json, "add_bos_token", path);
+    config.add_eos_token = flag(json, "add_eos_token", path);
+    config.bos_token = token_text(json, "bos_token", path);
+    config.eos_token = token_text(json, "eos_token", path);
+    config.pad_token = token_text(json, "pad_token", path);
+  }
+  // save_pretrained writes the special tokens to both files; an older directory may have only the map.
+  const std::string map_path = (fs::path(directory) / "special_tokens_map.json").string();
+  if (!config.pad_token && fs::exists(map_path)) config.pad_token = token_text(read_json_file(map_path), "pad_token", map_path);
   return config;
 }
 

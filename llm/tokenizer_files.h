@@ -21,6 +21,7 @@ struct TokenizerConfig {
   std::string tokenizer_class;  // "Qwen2Tokenizer", "InternLM2Tokenizer", ...
   std::optional<bool> add_bos_token, add_eos_token;
   std::optional<std::string> bos_token, eos_token;
+  std::optional<std::string> pad_token;  // tokenizer_config.json's, else special_tokens_map.json's
 };
 TokenizerConfig read_tokenizer_config(const std::string& directory);
 

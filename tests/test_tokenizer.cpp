@@ -210,6 +210,8 @@ TEST_CASE("tokenizers: ids, vocabulary sizes, special tokens and sequence policy
   CHECK(qwen2().eos_id() == -1);
   CHECK(internlm2().bos_id() == 1);
   CHECK(internlm2().eos_id() == -1);
+  CHECK(qwen2().pad_id() == 151643);    // tokenizer_config.json's pad_token <|endoftext|>
+  CHECK(internlm2().pad_id() == 2);     // no config file: InternLM2Tokenizer's default </s>
   CHECK(internlm2().encode("user") == std::vector<int64_t>{1, 1008});
   CHECK(internlm2().encode("") == std::vector<int64_t>{1});
   CHECK(qwen2().encode("").empty());
@@ -340,6 +342,16 @@ TEST_CASE("tokenizers: a model directory's own added tokens and config override 
   CHECK(internlm->family() == TokenizerFamily::sentencepiece);
   CHECK(internlm->encode("<video>user") == std::vector<int64_t>{92553, 1008, 2});  // no BOS, EOS </s>
   CHECK(internlm->vocab_size() == 92554);
+  CHECK(internlm->pad_id() == 2);
+
+  // The pad token: tokenizer_config.json's, else special_tokens_map.json's, else the family's.
+  intern.write("special_tokens_map.json", R"({"pad_token": {"content": "<video>", "lstrip": false}})");
+  CHECK(load_tokenizer(intern.str())->pad_id() == 92553);
+  intern.write("tokenizer_config.json", R"({"tokenizer_class": "InternLM2Tokenizer", "pad_token": "<unk>"})");
+  CHECK(load_tokenizer(intern.str())->pad_id() == 0);
+  intern.write("tokenizer_config.json", R"({"tokenizer_class": "InternLM2Tokenizer", "pad_token": "<nothing>"})");
+  CHECK_THROWS_WITH(load_tokenizer(intern.str()), HasSubstr(intern.str() + ": the pad_token '<nothing>'"));
+  CHECK(tokenizer->pad_id() == 151643);  // the Qwen2 directory above names none
 }
 
 TEST_CASE("qwen2: tokenizer.json gives the same tokenizer as vocab.json + merges.txt", "[tokenizer]") {
