@@ -1,8 +1,8 @@
 // The flag parser of every `ivl` command (tools/flags.h): unknown and valueless flags, numbers and
 // booleans read with errors naming the flag, defaults, positionals, the help made from the table,
-// --flags JSON files.
+// --flags JSON files; then every command of the binary against it.
+#include <algorithm>
 #include <limits>
-#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -12,7 +12,6 @@
 #include "tools/flags.h"
 
 using namespace ivl::cli;
-using json = nlohmann::json;
 
 namespace {
 
@@ -47,6 +46,8 @@ std::string flag_error(Run&& run) {
 std::string parse_error(const Args& args, const FlagTable& t = table()) {
   return flag_error([&] { parse(args, t); });
 }
+
+const std::string kBinary = IVL_BINARY;
 
 }  // namespace
 
@@ -210,4 +211,76 @@ TEST_CASE("a flags file with an unknown key, a bad value or broken JSON is refus
   CHECK_THAT(error_of("f.json", R"({"tiles": 2,)"), HasSubstr(where + " is not valid JSON: "));
   CHECK(parse_error({"--model", "m", "--flags", directory.file("absent.json")}) ==
         "cannot read flags file '" + directory.file("absent.json") + "'");
+}
+
+namespace {
+
+// The commands `ivl --help` lists ("inspect", "bench model", ...): the test covers each one the
+// binary has, including those added after it was written.
+std::vector<std::string> listed_commands() {
+  const auto [text, code] = run_command("'" + kBinary + "' --help");
+  REQUIRE(code == 0);
+  std::vector<std::string> names;
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.rfind("  ivl ", 0) != 0) continue;
+    const size_t end = line.find("  ", 6);
+    names.push_back(line.substr(6, end - 6));
+  }
+  return names;
+}
+
+// The flags a command's --help lists ("--tiles", ..., "--flags", "--help").
+std::vector<std::string> listed_flags(const std::string& help) {
+  std::vector<std::string> flags;
+  std::istringstream lines(help.substr(help.find("\nflags:\n")));
+  std::string line;
+  while (std::getline(lines, line))
+    if (line.rfind("  --", 0) == 0) flags.push_back(line.substr(2, line.find(' ', 2) - 2));
+  return flags;
+}
+
+}  // namespace
+
+TEST_CASE("ivl --help lists every command, and each one's --help prints its usage and flags", "[flags][cli]") {
+  const std::vector<std::string> commands = listed_commands();
+  for (const char* expected : {"inspect", "gradcheck", "check", "bench gemm", "bench model", "preprocess", "tokenize", "devices"})
+    CHECK(std::find(commands.begin(), commands.end(), expected) != commands.end());
+  for (const std::string& command : commands) {
+    for (const char* help_flag : {"--help", "-h"}) {
+      const auto [help, code] = run_command("'" + kBinary + "' " + command + " " + help_flag);
+      INFO(command << " " << help_flag << ":\n" << help);
+      CHECK(code == 0);
+      CHECK(help.rfind("usage: ivl " + command, 0) == 0);
+      CHECK_THAT(help, HasSubstr("\nflags:\n"));
+      CHECK_THAT(help, HasSubstr("  --flags FILE"));
+    }
+  }
+  const auto [benchmarks, code] = run_command("'" + kBinary + "' bench --help");
+  CHECK(code == 0);
+  CHECK_THAT(benchmarks, HasSubstr("ivl bench model"));
+  const auto [none, none_code] = run_command("'" + kBinary + "'");
+  CHECK(none_code == 1);
+  CHECK_THAT(none, HasSubstr("ivl inspect"));
+  const auto [unknown, unknown_code] = run_command("'" + kBinary + "' bench modle");
+  CHECK(unknown_code == 1);
+  CHECK_THAT(unknown, HasSubstr("unknown command 'bench modle' (did you mean 'bench model'?)"));
+}
+
+TEST_CASE("every command refuses a mistyped flag, naming the flag that was meant", "[flags][cli]") {
+  for (const std::string& command : listed_commands()) {
+    const auto [help, help_code] = run_command("'" + kBinary + "' " + command + " --help");
+    REQUIRE(help_code == 0);
+    const std::vector<std::string> flags = listed_flags(help);
+    INFO(command << ":\n" << help);
+    CHECK(flags.size() >= 2);  // at least --flags and --help
+    for (const std::string& flag : flags) {
+      const std::string typo = flag.substr(0, flag.size() - 1);  // --tiles -> --tile
+      const auto [error, code] = run_command("'" + kBinary + "' " + command + " " + typo);
+      INFO(error);
+      CHECK(code == 1);
+      CHECK_THAT(error, HasSubstr("ivl " + command + ": unknown flag " + typo + " (did you mean " + flag + "?)"));
+    }
+  }
 }

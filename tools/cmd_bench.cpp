@@ -112,7 +112,7 @@ void bench_gemm_cuda() {
   std::printf("%-44s %10.3f\n", "add [4] + [4] on the GPU, no grad (us / op)", per_op * 1e6);
 }
 
-int bench_gemm() {
+int bench_gemm(const ParsedFlags&) {
   std::printf("CPU: %s, %u hardware threads, OpenBLAS threads: %d\n\n", cpu_model().c_str(),
               std::thread::hardware_concurrency(), openblas_get_num_threads());
   std::printf("%-28s %12s %12s %13s\n", "f32 matmul (M x N x K)", "engine GF/s", "cblas GF/s", "engine/cblas");
@@ -165,10 +165,10 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 // One inference forward of a model built from a config, with random weights: the vision tower on
 // `tiles` 448-pixel tiles, then the decoder over the image tokens plus `text` text tokens.
-int bench_model(const Args& args) {
-  const std::string config_path = flag_value(args, "--config", std::string(IVL_SOURCE_DIR) + "/tests/data/internvl2-1b/config.json");
-  const int64_t tiles = positive_int_flag(args, "--tiles", 1), text = positive_int_flag(args, "--text", 64);
-  const int runs = positive_int_flag(args, "--runs", 2);
+int bench_model(const ParsedFlags& flags) {
+  const std::string config_path = flags.text("--config");
+  const int64_t tiles = flags.integer<int64_t>("--tiles", 1), text = flags.integer<int64_t>("--text", 1);
+  const int runs = flags.integer("--runs", 1);
   const InternVLChatConfig config = InternVLChatConfig::from_file(config_path);
   std::printf("CPU: %s, %u hardware threads, OpenBLAS threads: %d\n", cpu_model().c_str(), std::thread::hardware_concurrency(),
               openblas_get_num_threads());
@@ -211,12 +211,22 @@ int bench_model(const Args& args) {
 
 }  // namespace
 
-int cmd_bench(const Args& args) {
-  const std::string what = args.empty() ? "" : args[0];
-  if (what == "gemm") return bench_gemm();
-  if (what == "model") return bench_model(Args(args.begin() + 1, args.end()));
-  throw std::invalid_argument("usage: ivl bench gemm | ivl bench model [--config FILE] [--tiles N] [--text N] [--runs N]"
-                              "   (unknown benchmark '" + what + "')");
+std::vector<Command> bench_commands() {
+  return {{{"bench gemm",
+            "engine f32 matmul vs a direct cblas_sgemm, per-op overhead; the GPU matmul when there is one",
+            {},
+            {},
+            ""},
+           bench_gemm},
+          {{"bench model",
+            "one InternVL2 forward with random weights (default: InternVL2-1B shapes): time and peak memory",
+            {},
+            {{"--config", "FILE", std::string(IVL_SOURCE_DIR) + "/tests/data/internvl2-1b/config.json", "the model's config.json"},
+             {"--tiles", "N", "1", "image tiles (of the config's image size) for the vision tower"},
+             {"--text", "N", "64", "text tokens around the image tokens"},
+             {"--runs", "N", "2", "timed forwards"}},
+            ""},
+           bench_model}};
 }
 
 }  // namespace ivl::cli
