@@ -1,8 +1,10 @@
 // The flag parser of every `ivl` command (tools/flags.h): unknown and valueless flags, numbers and
 // booleans read with errors naming the flag, defaults, positionals, the help made from the table,
-// --flags JSON files; then every command of the binary against it.
+// --flags JSON files; then every command of the binary against it, and `ivl bench ... --json`.
 #include <algorithm>
+#include <cmath>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -12,6 +14,7 @@
 #include "tools/flags.h"
 
 using namespace ivl::cli;
+using json = nlohmann::json;
 
 namespace {
 
@@ -283,4 +286,54 @@ TEST_CASE("every command refuses a mistyped flag, naming the flag that was meant
       CHECK_THAT(error, HasSubstr("ivl " + command + ": unknown flag " + typo + " (did you mean " + flag + "?)"));
     }
   }
+}
+
+TEST_CASE("ivl bench model --json prints one JSON object with the reference script's keys, the table on stderr", "[flags][cli]") {
+  const std::string config = std::string(IVL_SHARED_DIR) + "/fixtures/tiny-qwen2/config.json";
+  const std::string command = "'" + kBinary + "' bench model --config '" + config + "' --tiles 2 --runs 3 --json";
+  const auto [out, code] = run_command("{ " + command + " 2>/dev/null; }");
+  INFO(out);
+  REQUIRE(code == 0);
+  const json report = json::parse(out);  // one value, nothing else on stdout
+  CHECK(report.at("what") == "forward");
+  CHECK(report.at("device") == "cpu");
+  CHECK(report.at("threads").get<int>() >= 1);
+  CHECK(report.at("dtype") == "f32");
+  CHECK(report.at("tiles") == 2);
+  CHECK(report.at("positions") == 2 * 4 + 64);  // the tiny 56-pixel tiles give 4 image tokens each
+  CHECK(report.at("seconds_min").get<double>() > 0);
+  CHECK(report.at("seconds_min").get<double>() <= report.at("seconds_median").get<double>());
+  CHECK(report.at("vision_seconds_median").get<double>() > 0);
+  CHECK(report.at("decoder_seconds_median").get<double>() > 0);
+  CHECK(report.at("peak_rss_GiB").get<double>() > 0);
+  CHECK(report.at("peak_gpu_GiB").is_null());
+  const auto [table_text, table_code] = run_command("{ " + command + " >/dev/null; }");
+  CHECK(table_code == 0);
+  CHECK_THAT(table_text, HasSubstr("vision s"));
+}
+
+TEST_CASE("ivl bench gemm --json prints one JSON object: the shapes' GF/s and the 1024^3 matmul's seconds", "[flags][cli]") {
+  const auto [out, code] = run_command("{ '" + kBinary + "' bench gemm --json 2>/dev/null; }");
+  INFO(out);
+  REQUIRE(code == 0);
+  const json report = json::parse(out);
+  CHECK(report.at("what") == "gemm");
+  CHECK(report.at("device") == "cpu");
+  CHECK(report.at("threads").get<int>() >= 1);
+  const json& shapes = report.at("shapes");
+  REQUIRE(shapes.size() == 3);
+  CHECK(shapes[0].at("m") == 1024);
+  CHECK(shapes[0].at("n") == 1024);
+  CHECK(shapes[0].at("k") == 1024);
+  for (const json& shape : shapes) {
+    CHECK(shape.at("engine_GF_per_s").get<double>() > 0);
+    CHECK(shape.at("cblas_GF_per_s").get<double>() > 0);
+    CHECK(shape.at("engine_over_cblas").get<double>() > 0);
+  }
+  // 2 m n k flops in seconds_median at engine_GF_per_s (both rounded: within a percent).
+  const double seconds = report.at("seconds_median").get<double>();
+  const double gigaflops = 2.0 * 1024 * 1024 * 1024 / seconds * 1e-9;
+  CHECK(std::abs(gigaflops / shapes[0].at("engine_GF_per_s").get<double>() - 1) < 0.01);
+  CHECK(report.at("seconds_min").get<double>() <= seconds);
+  CHECK(report.at("peak_rss_GiB").get<double>() > 0);
 }

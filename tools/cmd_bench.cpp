@@ -1,14 +1,13 @@
 // `ivl bench gemm`: the engine's f32 matmul against a direct cblas_sgemm on the same buffers'
 // shapes (large square and skinny), and the engine's fixed cost per op on tiny tensors.
-// Timings are the median of repeated runs after a warm-up; the CPU and BLAS threads are printed.
+// `ivl bench model`: one InternVL2 forward. Timings are medians of repeated runs; the CPU and BLAS
+// threads are printed; --json gives the numbers as tools/bench_report.h's one JSON object.
 #include <cblas.h>
-#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <functional>
 #include <thread>
 
@@ -17,9 +16,8 @@
 #include "tensor/cuda_backend.h"
 #include "tensor/ops.h"
 #include "tensor/random.h"
+#include "tools/bench_report.h"
 #include "tools/commands.h"
-
-extern "C" int openblas_get_num_threads(void);
 
 namespace ivl::cli {
 
@@ -46,8 +44,9 @@ double median_seconds(const std::function<void()>& f, double budget = 1.0) {
 // f and g timed alternately, so that each pair sees the same machine state (frequency, neighbours
 // on a shared host). Returns the median seconds of each and the median of the per-pair ratios
 // time(g) / time(f): on a noisy machine that ratio is far steadier than the ratio of two medians.
+// f_seconds_min is the fastest call of f (the reference script's seconds_min).
 struct PairedTiming {
-  double f_seconds, g_seconds, ratio;
+  double f_seconds, g_seconds, ratio, f_seconds_min;
 };
 PairedTiming paired_timing(const std::function<void()>& f, const std::function<void()>& g, double budget = 3.0) {
   using clock = std::chrono::steady_clock;
@@ -70,7 +69,8 @@ PairedTiming paired_timing(const std::function<void()>& f, const std::function<v
     std::nth_element(v.begin(), v.begin() + static_cast<long>(v.size() / 2), v.end());
     return v[v.size() / 2];
   };
-  return {median(tf), median(tg), median(ratios)};
+  const double f_min = *std::min_element(tf.begin(), tf.end());
+  return {median(tf), median(tg), median(ratios), f_min};
 }
 
 // Seconds per call when f is a tiny op: time a batch of calls, report per call.
@@ -78,14 +78,6 @@ double per_call_seconds(const std::function<void()>& f, int calls = 20000) {
   return median_seconds([&] {
     for (int i = 0; i < calls; ++i) f();
   }, 0.5) / calls;
-}
-
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown CPU";
 }
 
 // The engine's f32 matmul on the GPU (cuBLAS, pedantic f32: no TF32) and its per-op launch cost.
@@ -112,9 +104,11 @@ void bench_gemm_cuda() {
   std::printf("%-44s %10.3f\n", "add [4] + [4] on the GPU, no grad (us / op)", per_op * 1e6);
 }
 
-int bench_gemm(const ParsedFlags&) {
+int bench_gemm(const ParsedFlags& flags) {
+  BenchReport report("gemm", flags.boolean("--json"));
+  report["shapes"] = nlohmann::ordered_json::array();
   std::printf("CPU: %s, %u hardware threads, OpenBLAS threads: %d\n\n", cpu_model().c_str(),
-              std::thread::hardware_concurrency(), openblas_get_num_threads());
+              std::thread::hardware_concurrency(), blas_threads());
   std::printf("%-28s %12s %12s %13s\n", "f32 matmul (M x N x K)", "engine GF/s", "cblas GF/s", "engine/cblas");
   Generator gen(1);
   struct Shape3 { int64_t m, n, k; };
@@ -133,6 +127,15 @@ int bench_gemm(const ParsedFlags&) {
                   static_cast<long long>(s.k));
     std::printf("%-28s %12.1f %12.1f %13.3f\n", label, flops / timing.f_seconds * 1e-9, flops / timing.g_seconds * 1e-9,
                 timing.ratio);
+    // engine_over_cblas is the table's engine/cblas column: the median of time(cblas) / time(engine).
+    report["shapes"].push_back({{"m", s.m}, {"n", s.n}, {"k", s.k},
+                                {"engine_GF_per_s", rounded(flops / timing.f_seconds * 1e-9, 1)},
+                                {"cblas_GF_per_s", rounded(flops / timing.g_seconds * 1e-9, 1)},
+                                {"engine_over_cblas", rounded(timing.ratio, 3)}});
+    if (report["shapes"].size() == 1) {  // the 1024^3 matmul stands for the benchmark's seconds
+      report["seconds_min"] = rounded(timing.f_seconds_min, 6);
+      report["seconds_median"] = rounded(timing.f_seconds, 6);
+    }
   }
 
   std::printf("\n%-44s %10s\n", "per-op overhead on tiny tensors", "us / op");
@@ -150,13 +153,8 @@ int bench_gemm(const ParsedFlags&) {
   std::printf("%-44s %10.3f\n", "add forward + backward", per_call_seconds([&] { (xg + y).backward(Tensor::ones({4})); }, 5000) * 1e6);
   if (cuda::available()) bench_gemm_cuda();
   else std::printf("\ncuda: %s\n", cuda::device_summary().c_str());
+  report.print();
   return 0;
-}
-
-double peak_rss_gib() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_maxrss) / (1024.0 * 1024.0);  // ru_maxrss is in KiB on Linux
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -169,9 +167,10 @@ int bench_model(const ParsedFlags& flags) {
   const std::string config_path = flags.text("--config");
   const int64_t tiles = flags.integer<int64_t>("--tiles", 1), text = flags.integer<int64_t>("--text", 1);
   const int runs = flags.integer("--runs", 1);
+  BenchReport report("forward", flags.boolean("--json"));
   const InternVLChatConfig config = InternVLChatConfig::from_file(config_path);
   std::printf("CPU: %s, %u hardware threads, OpenBLAS threads: %d\n", cpu_model().c_str(), std::thread::hardware_concurrency(),
-              openblas_get_num_threads());
+              blas_threads());
   auto t0 = std::chrono::steady_clock::now();
   ParameterSet params;
   InternVLChat model(config, params);
@@ -194,6 +193,7 @@ int bench_model(const ParsedFlags& flags) {
               static_cast<long long>(text), static_cast<long long>(T));
 
   NoGrad no_grad;
+  std::vector<double> vision_seconds, decoder_seconds, total_seconds;
   std::printf("%-6s %12s %12s %12s\n", "run", "vision s", "decoder s", "total s");
   for (int r = 0; r < runs; ++r) {
     t0 = std::chrono::steady_clock::now();
@@ -203,19 +203,31 @@ int bench_model(const ParsedFlags& flags) {
     const double total = seconds_since(t0);
     std::printf("%-6d %12.2f %12.2f %12.2f\n", r + 1, vision, total - vision, total);
     if (!std::isfinite(logits.narrow(1, T - 1, 1).to_doubles()[0])) throw std::runtime_error("non-finite logits");
+    vision_seconds.push_back(vision), decoder_seconds.push_back(total - vision), total_seconds.push_back(total);
   }
   std::printf("\npeak resident memory: %.2f GiB (parameters %.2f GiB)\n", peak_rss_gib(),
               static_cast<double>(params.numel()) * 4 / (1 << 30));
+  report["tiles"] = tiles;
+  report["text"] = text;
+  report["positions"] = T;
+  report["runs"] = runs;
+  report.set_seconds(total_seconds);
+  report["vision_seconds_median"] = rounded(median(vision_seconds), 6);
+  report["decoder_seconds_median"] = rounded(median(decoder_seconds), 6);
+  report["parameters"] = params.numel();
+  report["config"] = config_path;
+  report.print();
   return 0;
 }
 
 }  // namespace
 
 std::vector<Command> bench_commands() {
+  const Flag json{"--json", "", "", "print one JSON object on stdout (keys as ../shared/bench/official_cpu.py); the table goes to stderr"};
   return {{{"bench gemm",
             "engine f32 matmul vs a direct cblas_sgemm, per-op overhead; the GPU matmul when there is one",
             {},
-            {},
+            {json},
             ""},
            bench_gemm},
           {{"bench model",
@@ -224,7 +236,8 @@ std::vector<Command> bench_commands() {
             {{"--config", "FILE", std::string(IVL_SOURCE_DIR) + "/tests/data/internvl2-1b/config.json", "the model's config.json"},
              {"--tiles", "N", "1", "image tiles (of the config's image size) for the vision tower"},
              {"--text", "N", "64", "text tokens around the image tokens"},
-             {"--runs", "N", "2", "timed forwards"}},
+             {"--runs", "N", "2", "timed forwards"},
+             json},
             ""},
            bench_model}};
 }
