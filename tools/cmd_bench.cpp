@@ -1,14 +1,13 @@
 // `ivl bench gemm`: the engine's f32 matmul against a direct cblas_sgemm on the same buffers'
 // shapes (large square and skinny), and the engine's fixed cost per op on tiny tensors.
-// Timings are the median of repeated runs after a warm-up; the CPU and BLAS threads are printed.
+// `ivl bench model`: one InternVL2 forward. `ivl bench mpo-step`: one MPO training step. Timings are medians of repeated runs; the CPU and BLAS
+// threads are printed; --json gives the numbers as tools/bench_report.h's one JSON object.
 #include <cblas.h>
-#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <functional>
 #include <thread>
 
@@ -18,9 +17,8 @@
 #include "tensor/cuda_backend.h"
 #include "tensor/ops.h"
 #include "tensor/random.h"
+#include "tools/bench_report.h"
 #include "tools/commands.h"
-
-extern "C" int openblas_get_num_threads(void);
 
 namespace ivl::cli {
 
@@ -47,8 +45,9 @@ double median_seconds(const std::function<void()>& f, double budget = 1.0) {
 // f and g timed alternately, so that each pair sees the same machine state (frequency, neighbours
 // on a shared host). Returns the median seconds of each and the median of the per-pair ratios
 // time(g) / time(f): on a noisy machine that ratio is far steadier than the ratio of two medians.
+// f_seconds_min is the fastest call of f (the reference script's seconds_min).
 struct PairedTiming {
-  double f_seconds, g_seconds, ratio;
+  double f_seconds, g_seconds, ratio, f_seconds_min;
 };
 PairedTiming paired_timing(const std::function<void()>& f, const std::function<void()>& g, double budget = 3.0) {
   using clock = std::chrono::steady_clock;
@@ -71,7 +70,8 @@ PairedTiming paired_timing(const std::function<void()>& f, const std::function<v
     std::nth_element(v.begin(), v.begin() + static_cast<long>(v.size() / 2), v.end());
     return v[v.size() / 2];
   };
-  return {median(tf), median(tg), median(ratios)};
+  const double f_min = *std::min_element(tf.begin(), tf.end());
+  return {median(tf), median(tg), median(ratios), f_min};
 }
 
 // Seconds per call when f is a tiny op: time a batch of calls, report per call.
@@ -79,14 +79,6 @@ double per_call_seconds(const std::function<void()>& f, int calls = 20000) {
   return median_seconds([&] {
     for (int i = 0; i < calls; ++i) f();
   }, 0.5) / calls;
-}
-
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown CPU";
 }
 
 // The engine's f32 matmul on the GPU (cuBLAS, pedantic f32: no TF32) and its per-op launch cost.
@@ -113,9 +105,11 @@ void bench_gemm_cuda() {
   std::printf("%-44s %10.3f\n", "add [4] + [4] on the GPU, no grad (us / op)", per_op * 1e6);
 }
 
-int bench_gemm() {
+int bench_gemm(const ParsedFlags& flags) {
+  BenchReport report("gemm", flags.boolean("--json"));
+  report["shapes"] = nlohmann::ordered_json::array();
   std::printf("CPU: %s, %u hardware threads, OpenBLAS threads: %d\n\n", cpu_model().c_str(),
-              std::thread::hardware_concurrency(), openblas_get_num_threads());
+              std::thread::hardware_concurrency(), blas_threads());
   std::printf("%-28s %12s %12s %13s\n", "f32 matmul (M x N x K)", "engine GF/s", "cblas GF/s", "engine/cblas");
   Generator gen(1);
   struct Shape3 { int64_t m, n, k; };
@@ -134,6 +128,15 @@ int bench_gemm() {
                   static_cast<long long>(s.k));
     std::printf("%-28s %12.1f %12.1f %13.3f\n", label, flops / timing.f_seconds * 1e-9, flops / timing.g_seconds * 1e-9,
                 timing.ratio);
+    // engine_over_cblas is the table's engine/cblas column: the median of time(cblas) / time(engine).
+    report["shapes"].push_back({{"m", s.m}, {"n", s.n}, {"k", s.k},
+                                {"engine_GF_per_s", rounded(flops / timing.f_seconds * 1e-9, 1)},
+                                {"cblas_GF_per_s", rounded(flops / timing.g_seconds * 1e-9, 1)},
+                                {"engine_over_cblas", rounded(timing.ratio, 3)}});
+    if (report["shapes"].size() == 1) {  // the 1024^3 matmul stands for the benchmark's seconds
+      report["seconds_min"] = rounded(timing.f_seconds_min, 6);
+      report["seconds_median"] = rounded(timing.f_seconds, 6);
+    }
   }
 
   std::printf("\n%-44s %10s\n", "per-op overhead on tiny tensors", "us / op");
@@ -151,13 +154,8 @@ int bench_gemm() {
   std::printf("%-44s %10.3f\n", "add forward + backward", per_call_seconds([&] { (xg + y).backward(Tensor::ones({4})); }, 5000) * 1e6);
   if (cuda::available()) bench_gemm_cuda();
   else std::printf("\ncuda: %s\n", cuda::device_summary().c_str());
+  report.print();
   return 0;
-}
-
-double peak_rss_gib() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_maxrss) / (1024.0 * 1024.0);  // ru_maxrss is in KiB on Linux
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -166,13 +164,14 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 // One inference forward of a model built from a config, with random weights: the vision tower on
 // `tiles` 448-pixel tiles, then the decoder over the image tokens plus `text` text tokens.
-int bench_model(const Args& args) {
-  const std::string config_path = flag_value(args, "--config", std::string(IVL_SOURCE_DIR) + "/tests/data/internvl2-1b/config.json");
-  const int64_t tiles = positive_int_flag(args, "--tiles", 1), text = positive_int_flag(args, "--text", 64);
-  const int runs = positive_int_flag(args, "--runs", 2);
+int bench_model(const ParsedFlags& flags) {
+  const std::string config_path = flags.text("--config");
+  const int64_t tiles = flags.integer<int64_t>("--tiles", 1), text = flags.integer<int64_t>("--text", 1);
+  const int runs = flags.integer("--runs", 1);
+  BenchReport report("forward", flags.boolean("--json"));
   const InternVLChatConfig config = InternVLChatConfig::from_file(config_path);
   std::printf("CPU: %s, %u hardware threads, OpenBLAS threads: %d\n", cpu_model().c_str(), std::thread::hardware_concurrency(),
-              openblas_get_num_threads());
+              blas_threads());
   auto t0 = std::chrono::steady_clock::now();
   ParameterSet params;
   InternVLChat model(config, params);
@@ -195,6 +194,7 @@ int bench_model(const Args& args) {
               static_cast<long long>(text), static_cast<long long>(T));
 
   NoGrad no_grad;
+  std::vector<double> vision_seconds, decoder_seconds, total_seconds;
   std::printf("%-6s %12s %12s %12s\n", "run", "vision s", "decoder s", "total s");
   for (int r = 0; r < runs; ++r) {
     t0 = std::chrono::steady_clock::now();
@@ -204,9 +204,20 @@ int bench_model(const Args& args) {
     const double total = seconds_since(t0);
     std::printf("%-6d %12.2f %12.2f %12.2f\n", r + 1, vision, total - vision, total);
     if (!std::isfinite(logits.narrow(1, T - 1, 1).to_doubles()[0])) throw std::runtime_error("non-finite logits");
+    vision_seconds.push_back(vision), decoder_seconds.push_back(total - vision), total_seconds.push_back(total);
   }
   std::printf("\npeak resident memory: %.2f GiB (parameters %.2f GiB)\n", peak_rss_gib(),
               static_cast<double>(params.numel()) * 4 / (1 << 30));
+  report["tiles"] = tiles;
+  report["text"] = text;
+  report["positions"] = T;
+  report["runs"] = runs;
+  report.set_seconds(total_seconds);
+  report["vision_seconds_median"] = rounded(median(vision_seconds), 6);
+  report["decoder_seconds_median"] = rounded(median(decoder_seconds), 6);
+  report["parameters"] = params.numel();
+  report["config"] = config_path;
+  report.print();
   return 0;
 }
 
@@ -215,12 +226,12 @@ int bench_model(const Args& args) {
 // (`tiles` tiles each) + `prompt` text tokens + `response` scored tokens; the reference log-probs
 // without grad, then mpo_step: the policy forward (each pair's image encoded once for both
 // responses), log-probs from the scored rows only, the MPO loss and its backward.
-int bench_mpo_step(const Args& args) {
-  const std::string config_path = flag_value(args, "--config", std::string(IVL_SOURCE_DIR) + "/tests/data/internvl2-1b/config.json");
-  const int64_t pairs = positive_int_flag(args, "--pairs", 1), tiles = positive_int_flag(args, "--tiles", 1);
-  const int64_t prompt = positive_int_flag(args, "--prompt", 64), response = positive_int_flag(args, "--response", 128);
-  const int runs = positive_int_flag(args, "--runs", 2);
-  const bool as_json = has_flag(args, "--json");
+int bench_mpo_step(const ParsedFlags& flags) {
+  const std::string config_path = flags.text("--config");
+  const int64_t pairs = flags.integer<int64_t>("--pairs", 1), tiles = flags.integer<int64_t>("--tiles", 1);
+  const int64_t prompt = flags.integer<int64_t>("--prompt", 1), response = flags.integer<int64_t>("--response", 1);
+  const int runs = flags.integer("--runs", 1);
+  BenchReport report("mpo-step", flags.boolean("--json"));
   const InternVLChatConfig config = InternVLChatConfig::from_file(config_path);
   auto t0 = std::chrono::steady_clock::now();
   ParameterSet policy_params, reference_params;
@@ -230,7 +241,7 @@ int bench_mpo_step(const Args& args) {
   reference_params.allocate_zeros();
   copy_into(reference_params.flat(), policy_params.flat());
   policy_params.set_requires_grad(true);
-  std::fprintf(stderr, "model: %s, %lld parameters x 2 (policy + reference) in %.1f s\n", config_path.c_str(),
+  std::printf("model: %s, %lld parameters x 2 (policy + reference) in %.1f s\n", config_path.c_str(),
                static_cast<long long>(policy_params.numel()), seconds_since(t0));
 
   // The rows of the official benchmark: half the prompt, the image, the rest of the prompt and the response.
@@ -250,7 +261,7 @@ int bench_mpo_step(const Args& args) {
   batch.image_context_id = context_id;
   for (int64_t p = 0; p < pairs; ++p) batch.chosen_rows.push_back(p), batch.rejected_rows.push_back(pairs + p);
   for (int64_t r = 0; r < rows; ++r) batch.row_tiles.push_back({(r % pairs) * tiles, tiles});  // both responses, one encoding
-  std::fprintf(stderr, "work: %lld pair(s), %lld tile(s) each, %lld rows of %lld positions (%lld prompt + %lld image + %lld response)\n",
+  std::printf("work: %lld pair(s), %lld tile(s) each, %lld rows of %lld positions (%lld prompt + %lld image + %lld response)\n",
                static_cast<long long>(pairs), static_cast<long long>(tiles), static_cast<long long>(rows),
                static_cast<long long>(T), static_cast<long long>(prompt), static_cast<long long>(image_tokens),
                static_cast<long long>(response));
@@ -262,38 +273,68 @@ int bench_mpo_step(const Args& args) {
     loss_value = result.loss.loss.item();
     policy_params.zero_grad();
   };
+  std::printf("CPU: %s, %u hardware threads, OpenBLAS threads: %d\n", cpu_model().c_str(), std::thread::hardware_concurrency(),
+              blas_threads());
   std::vector<double> times;
-  std::fprintf(stderr, "%-6s %12s %12s\n", "run", "seconds", "loss");
+  std::printf("%-6s %12s %12s %12s\n", "run", "seconds", "tokens/s", "loss");
   for (int r = 0; r < runs; ++r) {
     t0 = std::chrono::steady_clock::now();
     step();
     times.push_back(seconds_since(t0));
-    std::fprintf(stderr, "%-6d %12.2f %12.5f\n", r + 1, times.back(), loss_value);
+    std::printf("%-6d %12.2f %12.1f %12.5f\n", r + 1, times.back(), static_cast<double>(rows * T) / times.back(), loss_value);
     if (!std::isfinite(loss_value)) throw std::runtime_error("non-finite loss");
   }
-  std::vector<double> sorted = times;
-  std::sort(sorted.begin(), sorted.end());
-  const double median = sorted[sorted.size() / 2], tokens = static_cast<double>(rows * T);
-  if (as_json)
-    std::printf("{\"what\": \"mpo-step\", \"device\": \"cpu\", \"threads\": %d, \"dtype\": \"f32\", \"tiles\": %lld, "
-                "\"seconds_min\": %.4f, \"seconds_median\": %.4f, \"peak_rss_GiB\": %.2f, \"sequences\": %lld, "
-                "\"seq_len\": %lld, \"tokens\": %lld, \"tokens_per_s\": %.1f}\n",
-                openblas_get_num_threads(), static_cast<long long>(tiles), sorted.front(), median, peak_rss_gib(),
-                static_cast<long long>(rows), static_cast<long long>(T), static_cast<long long>(rows * T), tokens / median);
-  else
-    std::printf("mpo-step: median %.2f s, min %.2f s, %.1f tokens/s, peak resident memory %.2f GiB\n", median, sorted.front(),
-                tokens / median, peak_rss_gib());
+  std::printf("\npeak resident memory: %.2f GiB (parameters %.2f GiB each for the policy, its gradients and the reference)\n",
+              peak_rss_gib(), static_cast<double>(policy_params.numel()) * 4 / (1 << 30));
+  report["tiles"] = tiles;
+  report.set_seconds(times);
+  report["sequences"] = rows;
+  report["seq_len"] = T;
+  report["tokens"] = rows * T;
+  report["tokens_per_s"] = rounded(static_cast<double>(rows * T) / median(times), 1);
+  report["pairs"] = pairs;
+  report["prompt"] = prompt;
+  report["response"] = response;
+  report["runs"] = runs;
+  report["parameters"] = policy_params.numel();
+  report["config"] = config_path;
+  report.print();
   return 0;
 }
+
 }  // namespace
 
-int cmd_bench(const Args& args) {
-  const std::string what = args.empty() ? "" : args[0];
-  if (what == "gemm") return bench_gemm();
-  if (what == "model") return bench_model(Args(args.begin() + 1, args.end()));
-  if (what == "mpo-step") return bench_mpo_step(Args(args.begin() + 1, args.end()));
-  throw std::invalid_argument("usage: ivl bench gemm | ivl bench model [--config FILE] [--tiles N] [--text N] [--runs N]"
-                              "   (unknown benchmark '" + what + "')");
+std::vector<Command> bench_commands() {
+  const Flag json{"--json", "", "", "print one JSON object on stdout (keys as ../shared/bench/official_cpu.py); the table goes to stderr"};
+  return {{{"bench gemm",
+            "engine f32 matmul vs a direct cblas_sgemm, per-op overhead; the GPU matmul when there is one",
+            {},
+            {json},
+            ""},
+           bench_gemm},
+          {{"bench model",
+            "one InternVL2 forward with random weights (default: InternVL2-1B shapes): time and peak memory",
+            {},
+            {{"--config", "FILE", std::string(IVL_SOURCE_DIR) + "/tests/data/internvl2-1b/config.json", "the model's config.json"},
+             {"--tiles", "N", "1", "image tiles (of the config's image size) for the vision tower"},
+             {"--text", "N", "64", "text tokens around the image tokens"},
+             {"--runs", "N", "2", "timed forwards"},
+             json},
+            ""},
+           bench_model},
+          {{"bench mpo-step",
+            "one MPO training step with random weights (default: InternVL2-1B shapes): reference log-probs, policy forward and backward",
+            {},
+            {{"--config", "FILE", std::string(IVL_SOURCE_DIR) + "/tests/data/internvl2-1b/config.json", "the model's config.json"},
+             {"--pairs", "N", "1", "preference pairs (a chosen and a rejected row each)"},
+             {"--tiles", "N", "1", "image tiles per pair, encoded once for both of its rows"},
+             {"--prompt", "N", "64", "prompt text tokens around the image tokens"},
+             {"--response", "N", "128", "response tokens (the scored ones)"},
+             {"--runs", "N", "2", "timed steps"},
+             json},
+            "The work of ../shared/bench/official_cpu.py mpo-step, which also takes an AdamW step; this\n"
+            "benchmark stops after the backward (the optimizer belongs to the trainer)."},
+           bench_mpo_step}};
 }
 
 }  // namespace ivl::cli

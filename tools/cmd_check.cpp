@@ -139,12 +139,11 @@ SharedTiles share_tiles(const Tensor& pixel_values, const Tensor& ids, int64_t i
 
 }  // namespace
 
-int cmd_check(const Args& args) {
-  const std::string dir = flag_value(args, "--model", "");
-  if (dir.empty()) throw std::invalid_argument("usage: ivl check --model DIR [--golden FILE] [--ref FILE] [--meta FILE] [--keys]");
-  const std::string golden_path = flag_value(args, "--golden", (fs::path(dir) / "golden.safetensors").string());
-  const std::string ref_path = flag_value(args, "--ref", (fs::path(dir) / "ref_model.safetensors").string());
-  const bool per_key = has_flag(args, "--keys");
+int cmd_check(const ParsedFlags& flags) {
+  const std::string dir = flags.text("--model");
+  const std::string golden_path = flags.text("--golden", (fs::path(dir) / "golden.safetensors").string());
+  const std::string ref_path = flags.text("--ref", (fs::path(dir) / "ref_model.safetensors").string());
+  const bool per_key = flags.boolean("--keys");
 
   LoadedModel policy = load_internvl(dir);
   LoadedModel reference = load_internvl(dir, ref_path);
@@ -158,7 +157,7 @@ int cmd_check(const Args& args) {
   const std::vector<double> special = input("input.special_ids").to_doubles();
   if (special.size() < 3) throw std::invalid_argument("input.special_ids must list <img>, </img>, <IMG_CONTEXT>[, pad]");
   const auto image_context_id = static_cast<int64_t>(special[2]);
-  const Meta meta = read_meta(flag_value(args, "--meta", (fs::path(dir) / "meta.json").string()), ids.size(0));
+  const Meta meta = read_meta(flags.text("--meta", (fs::path(dir) / "meta.json").string()), ids.size(0));
   std::printf("model: %s (%s, %s, %lld parameters)\ngolden: %s\n", dir.c_str(), policy.config.llm.architecture.c_str(),
               policy.config.vision.rms_norm ? "InternViT-6B style" : "InternViT-300M style",
               static_cast<long long>(policy.params->numel()), golden_path.c_str());
@@ -242,6 +241,19 @@ int cmd_check(const Args& args) {
   }
   std::printf("check: %s\n", ok ? "PASS" : "FAIL");
   return ok ? 0 : 1;
+}
+
+Command check_command() {
+  return {{"check",
+           "a model against golden tensors of the official code (forward, MPO loss, gradients)",
+           {},
+           {{"--model", "DIR", "", "a model directory (config.json and weights)", Flag::required},
+            {"--golden", "FILE", "", "the golden tensors (default: DIR/golden.safetensors)"},
+            {"--ref", "FILE", "", "the reference model's weights (default: DIR/ref_model.safetensors)"},
+            {"--meta", "FILE", "", "beta, loss weights and pair rows (default: DIR/meta.json)"},
+            {"--keys", "", "", "one line per golden key, not only per group"}},
+           ""},
+          cmd_check};
 }
 
 }  // namespace ivl::cli

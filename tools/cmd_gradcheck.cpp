@@ -10,9 +10,11 @@
 
 namespace ivl::cli {
 
-int cmd_gradcheck(const Args& args) {
-  const std::string only = flag_value(args, "--op", "");
-  const bool per_case = has_flag(args, "--cases");
+namespace {
+
+int cmd_gradcheck(const ParsedFlags& flags) {
+  const std::string only = flags.text("--op");
+  const bool per_case = flags.boolean("--cases");
   struct Summary {
     int cases = 0, skipped = 0;
     double worst = 0, bound = 0;
@@ -55,6 +57,18 @@ int cmd_gradcheck(const Args& args) {
   }
   std::printf("%s\n", failures ? "gradcheck: FAILED" : "gradcheck: all ops within bounds");
   return failures ? 1 : 0;
+}
+
+}  // namespace
+
+Command gradcheck_command() {
+  return {{"gradcheck",
+           "every op's backward against central finite differences (f64)",
+           {},
+           {{"--op", "NAME", "", "only this op (default: every registered op)"},
+            {"--cases", "", "", "one line per case instead of one per op"}},
+           ""},
+          cmd_gradcheck};
 }
 
 }  // namespace ivl::cli

@@ -209,12 +209,9 @@ void inspect_model_directory(const std::string& directory) {
               grouped(total.bytes).c_str());
 }
 
-}  // namespace
-
-int cmd_inspect(const Args& args) {
-  const std::string usage = "usage: ivl inspect PATH  (a .safetensors file, or a model directory)";
-  if (args.size() != 1 || args[0].empty() || args[0][0] == '-') fail(usage);
-  const std::string& path = args[0];
+int cmd_inspect(const ParsedFlags& flags) {
+  const std::string& path = flags.positionals()[0];
+  if (path.empty()) throw FlagError("PATH is empty: give a .safetensors file or a model directory");
   std::error_code error;
   const auto status = std::filesystem::status(path, error);
   if (std::filesystem::is_directory(status))
@@ -222,8 +219,17 @@ int cmd_inspect(const Args& args) {
   else if (std::filesystem::exists(status))
     inspect_file(path);
   else
-    fail("no such file or directory: '" + path + "'\n" + usage);
+    throw FlagError("no such file or directory: '" + path + "'");
   return 0;
+}
+
+}  // namespace
+
+Command inspect_command() {
+  return {{"inspect", "a .safetensors file's tensors, or a model directory's config and parameter counts", {"PATH"}, {},
+           "PATH is a .safetensors file (one line per tensor, then totals) or a model directory (config.json\n"
+           "summary, the parameters the config declares, and the weights' counts per part when present)."},
+          cmd_inspect};
 }
 
 }  // namespace ivl::cli

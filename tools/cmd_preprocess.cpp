@@ -1,4 +1,4 @@
-// `ivl preprocess --image F [--max-tiles N] [--no-thumbnail] [--image-size 448] [--out F.safetensors]`:
+// `ivl preprocess --image F [--max-tiles N] [--image-size N] [--no-thumbnail] [--out F.safetensors]`:
 // an image as the official InternVL pipeline prepares it: decoded size, chosen grid, tiles and image
 // tokens, and optionally the u8 tiles and the normalised pixel_values written as safetensors.
 #include <chrono>
@@ -12,16 +12,15 @@
 #include "vit/tiles.h"
 
 namespace ivl::cli {
-int cmd_preprocess(const Args& args) {
-  const std::string path = flag_value(args, "--image", "");
-  if (path.empty())
-    throw std::invalid_argument(
-        "usage: ivl preprocess --image F [--max-tiles N] [--no-thumbnail] [--image-size 448] [--out F.safetensors]");
+namespace {
+
+int cmd_preprocess(const ParsedFlags& flags) {
+  const std::string path = flags.text("--image");
   TileOptions options;
-  options.max_tiles = positive_int_flag(args, "--max-tiles", options.max_tiles);
-  options.image_size = positive_int_flag(args, "--image-size", options.image_size);
-  options.use_thumbnail = !has_flag(args, "--no-thumbnail");
-  const std::string out_path = flag_value(args, "--out", "");
+  options.max_tiles = flags.integer("--max-tiles", 1);
+  options.image_size = flags.integer("--image-size", 1);
+  options.use_thumbnail = !flags.boolean("--no-thumbnail");
+  const std::string out_path = flags.text("--out");
 
   using clock = std::chrono::steady_clock;
   const auto start = clock::now();
@@ -54,6 +53,22 @@ int cmd_preprocess(const Args& args) {
                 shape_str(result.tiles_u8.shape()).c_str(), shape_str(result.pixel_values.shape()).c_str());
   }
   return 0;
+}
+
+}  // namespace
+
+Command preprocess_command() {
+  const TileOptions defaults;  // the table shows the library's defaults, not a copy of them
+  return {{"preprocess",
+           "an image as the official pipeline tiles it: size, grid, tiles, image tokens",
+           {},
+           {{"--image", "FILE", "", "a JPEG or PNG image", Flag::required},
+            {"--max-tiles", "N", std::to_string(defaults.max_tiles), "the most tiles of the dynamic grid (max_dynamic_patch)"},
+            {"--image-size", "N", std::to_string(defaults.image_size), "the tile size in pixels (force_image_size)"},
+            {"--no-thumbnail", "", "", "no thumbnail tile after a grid of several tiles"},
+            {"--out", "FILE", "", "write tiles_u8 and pixel_values to this .safetensors file"}},
+           ""},
+          cmd_preprocess};
 }
 
 }  // namespace ivl::cli

@@ -14,19 +14,6 @@
 namespace ivl::cli {
 namespace {
 
-const char* const kUsage =
-    "usage: ivl tokenize --tokenizer DIR (--text S | --file F) [--json] [--no-special]\n"
-    "       ivl tokenize --tokenizer DIR --decode (--text IDS | --file F) [--json] [--skip-special]\n"
-    "       ivl tokenize --tokenizer DIR --file F --bench [--repeat N] [--no-special]\n"
-    "\n"
-    "  encode: prints the ids separated by spaces; with --json, one JSON array per line of the input\n"
-    "          (each line encoded on its own, without its newline). --no-special: no BOS/EOS.\n"
-    "  decode: reads ids separated by spaces (or a JSON array) and prints the text; with --json, each\n"
-    "          input line is a JSON array and each output line a JSON string. --skip-special drops\n"
-    "          special tokens.\n"
-    "  bench:  tokens per second on the file, encoded as one text and line by line (single thread;\n"
-    "          first run with an empty cache, then the best of --repeat runs, default 3).";
-
 std::vector<std::string> split_lines(const std::string& text) {
   std::vector<std::string> lines;
   size_t start = 0;
@@ -119,30 +106,23 @@ int bench(const std::string& directory, const std::string& file, int repeat, boo
   return 0;
 }
 
-}  // namespace
+int cmd_tokenize(const ParsedFlags& flags) {
+  const std::string directory = flags.text("--tokenizer");
+  const std::string text_argument = flags.text("--text"), file = flags.text("--file");
+  const bool has_text = flags.given("--text"), has_file = flags.given("--file");
+  if (has_text == has_file) throw FlagError("give one of --text or --file");
+  const bool json = flags.boolean("--json"), add_special = !flags.boolean("--no-special");
 
-int cmd_tokenize(const Args& args) {
-  if (has_flag(args, "--help") || has_flag(args, "-h")) {
-    std::puts(kUsage);
-    return 0;
-  }
-  const std::string directory = flag_value(args, "--tokenizer", "");
-  const std::string text_argument = flag_value(args, "--text", ""), file = flag_value(args, "--file", "");
-  const bool has_text = has_flag(args, "--text"), has_file = has_flag(args, "--file");
-  if (directory.empty() || has_text == has_file) throw std::invalid_argument(std::string("give --tokenizer DIR and one of --text or --file\n") + kUsage);
-  const bool json = has_flag(args, "--json"), add_special = !has_flag(args, "--no-special");
-
-  if (has_flag(args, "--bench")) {
-    if (!has_file) throw std::invalid_argument("--bench needs --file");
-    const int repeat = positive_int_flag(args, "--repeat", 3);
-    return bench(directory, file, repeat < 1 ? 1 : repeat, add_special);
+  if (flags.boolean("--bench")) {
+    if (!has_file) throw FlagError("--bench needs --file");
+    return bench(directory, file, flags.integer("--repeat", 1), add_special);
   }
 
   const auto tokenizer = load_tokenizer(directory);
   const std::string input = has_text ? text_argument : read_text_file(file);
   std::string out;
-  if (has_flag(args, "--decode")) {
-    const bool skip_special = has_flag(args, "--skip-special");
+  if (flags.boolean("--decode")) {
+    const bool skip_special = flags.boolean("--skip-special");
     if (json) {
       for (const auto& line : split_lines(input)) {
         if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
@@ -160,6 +140,32 @@ int cmd_tokenize(const Args& args) {
   }
   write(out);
   return 0;
+}
+
+}  // namespace
+
+Command tokenize_command() {
+  return {{"tokenize",
+           "text <-> ids with a model directory's tokenizer, and its encoding speed (--bench)",
+           {},
+           {{"--tokenizer", "DIR", "", "a model (or tokenizer) directory", Flag::required},
+            {"--text", "S", "", "the input: text to encode, or ids to decode"},
+            {"--file", "F", "", "the input from a file instead"},
+            {"--json", "", "", "JSON lines: one array of ids (or one string) per input line"},
+            {"--no-special", "", "", "encode without BOS/EOS"},
+            {"--decode", "", "", "ids -> text"},
+            {"--skip-special", "", "", "decode without the special tokens"},
+            {"--bench", "", "", "tokens per second on --file"},
+            {"--repeat", "N", "3", "--bench: the best of N runs after the first"}},
+           "modes:\n"
+           "  encode: prints the ids separated by spaces; with --json, one JSON array per line of the input\n"
+           "          (each line encoded on its own, without its newline). --no-special: no BOS/EOS.\n"
+           "  decode: reads ids separated by spaces (or a JSON array) and prints the text; with --json, each\n"
+           "          input line is a JSON array and each output line a JSON string. --skip-special drops\n"
+           "          special tokens.\n"
+           "  bench:  tokens per second on the file, encoded as one text and line by line (single thread;\n"
+           "          first run with an empty cache, then the best of --repeat runs)."},
+          cmd_tokenize};
 }
 
 }  // namespace ivl::cli

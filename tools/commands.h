@@ -1,25 +1,24 @@
-// The `ivl` subcommands. Each takes its arguments (after the subcommand name) and returns the exit
-// code; user errors are thrown as exceptions and printed by main.
+// The `ivl` subcommands. Each is a flag table (its help text and its line in `ivl --help`) and a
+// function that runs it on the parsed flags and returns the exit code; user errors are thrown as
+// exceptions and printed by main.
 #pragma once
-#include <string>
 #include <vector>
+
+#include "tools/flags.h"
 
 namespace ivl::cli {
 
-using Args = std::vector<std::string>;
+struct Command {
+  FlagTable table;
+  int (*run)(const ParsedFlags& flags);
+};
 
-int cmd_inspect(const Args& args);    // tools/cmd_inspect.cpp
-int cmd_gradcheck(const Args& args);  // tools/cmd_gradcheck.cpp
-int cmd_bench(const Args& args);      // tools/cmd_bench.cpp
-int cmd_devices(const Args& args);    // tools/ivl.cpp
-int cmd_check(const Args& args);      // tools/cmd_check.cpp
-int cmd_preprocess(const Args& args); // tools/cmd_preprocess.cpp
-int cmd_tokenize(const Args& args);   // tools/cmd_tokenize.cpp
-
-// Small helpers for flag parsing, shared by the commands.
-bool has_flag(const Args& args, const std::string& flag);
-std::string flag_value(const Args& args, const std::string& flag, const std::string& fallback);
-// A flag's value as a whole number >= 1; anything else is a clear error naming the flag.
-int positive_int_flag(const Args& args, const std::string& flag, int fallback);
+Command inspect_command();              // tools/cmd_inspect.cpp
+Command gradcheck_command();            // tools/cmd_gradcheck.cpp
+Command check_command();                // tools/cmd_check.cpp
+std::vector<Command> bench_commands();  // tools/cmd_bench.cpp: bench gemm, bench model, bench mpo-step
+Command preprocess_command();           // tools/cmd_preprocess.cpp
+Command tokenize_command();             // tools/cmd_tokenize.cpp
+Command devices_command();              // tools/ivl.cpp
 
 }  // namespace ivl::cli
