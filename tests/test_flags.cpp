@@ -312,6 +312,24 @@ TEST_CASE("ivl bench model --json prints one JSON object with the reference scri
   CHECK_THAT(table_text, HasSubstr("vision s"));
 }
 
+TEST_CASE("ivl bench mpo-step --json reports the work and time of the official benchmark's keys", "[flags][cli]") {
+  const std::string config = std::string(IVL_SHARED_DIR) + "/fixtures/tiny-qwen2/config.json";
+  const auto [out, code] = run_command("{ '" + kBinary + "' bench mpo-step --config '" + config +
+                                       "' --pairs 2 --tiles 3 --prompt 10 --response 7 --runs 2 --json 2>/dev/null; }");
+  INFO(out);
+  REQUIRE(code == 0);
+  const json report = json::parse(out);
+  CHECK(report.at("what") == "mpo-step");
+  CHECK(report.at("tiles") == 3);
+  CHECK(report.at("sequences") == 4);
+  CHECK(report.at("seq_len") == 10 + 3 * 4 + 7);
+  CHECK(report.at("tokens") == 4 * (10 + 3 * 4 + 7));
+  CHECK(report.at("seconds_min").get<double>() > 0);
+  CHECK(report.at("seconds_min").get<double>() <= report.at("seconds_median").get<double>());
+  CHECK(report.at("tokens_per_s").get<double>() > 0);
+  CHECK(report.at("peak_rss_GiB").get<double>() > 0);
+}
+
 TEST_CASE("ivl bench gemm --json prints one JSON object: the shapes' GF/s and the 1024^3 matmul's seconds", "[flags][cli]") {
   const auto [out, code] = run_command("{ '" + kBinary + "' bench gemm --json 2>/dev/null; }");
   INFO(out);
