@@ -56,6 +56,9 @@ class InternVLChat {
                  const std::vector<TileSpan>& row_tiles = {}, Generator* drop_path = nullptr) const;
 
   const InternVLChatConfig& config() const { return config_; }
+  // Activation checkpointing of every ViT layer and decoder block while recording a graph (memory
+  // for one layer's activations instead of all; one more forward). Numbers do not change.
+  void set_checkpointing(bool on) { vision_.set_checkpointing(on), llm_.set_checkpointing(on); }
   const InternViT& vision() const { return vision_; }
   const Projector& projector() const { return projector_; }
   const Decoder& llm() const { return llm_; }

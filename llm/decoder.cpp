@@ -145,6 +145,12 @@ Tensor Decoder::attention(const Block& b, const Tensor& x, const Tensor& positio
   return b.out(merge_heads(scaled_dot_product_attention(q, k, v, options)));
 }
 
+Tensor Decoder::block(const Block& b, const Tensor& x_in, const Tensor& positions, const Tensor& key_mask, double theta,
+                      KvCache* cache, size_t layer) const {
+  const Tensor x = x_in + attention(b, b.attention_norm(x_in), positions, key_mask, theta, cache, layer);
+  return x + b.mlp(b.mlp_norm(x));
+}
+
 Tensor Decoder::hidden(const Tensor& embeddings, const Tensor& attention_mask, const Tensor& positions_in, KvCache* cache,
                        RopeState* rope) const {
   if (embeddings.dim() != 3 || embeddings.size(2) != config_.hidden_size)
@@ -172,8 +178,12 @@ Tensor Decoder::hidden(const Tensor& embeddings, const Tensor& attention_mask, c
   Tensor x = embeddings;
   for (size_t i = 0; i < blocks_.size(); ++i) {
     const Block& b = blocks_[i];
-    x = x + attention(b, b.attention_norm(x), positions, key_mask, theta, cache, i);
-    x = x + b.mlp(b.mlp_norm(x));
+    if (checkpointing_ && !cache && grad_enabled())
+      x = checkpoint([this, &b, positions, key_mask, theta, i](const std::vector<Tensor>& in) {
+        return block(b, in[0], positions, key_mask, theta, nullptr, i);
+      }, {x});
+    else
+      x = block(b, x, positions, key_mask, theta, cache, i);
   }
   if (cache) cache->length = S;
   return final_norm_(x);

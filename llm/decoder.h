@@ -83,6 +83,9 @@ class Decoder {
     return logits(hidden(embeddings, attention_mask, positions));
   }
   const LlmConfig& config() const { return config_; }
+  // Activation checkpointing per block when recording a graph (the official trainer's
+  // --grad_checkpoint): each block's inside is recomputed in backward. The same numbers either way.
+  void set_checkpointing(bool on) { checkpointing_ = on; }
 
  private:
   struct Block {
@@ -94,12 +97,15 @@ class Decoder {
   };
   Tensor attention(const Block& b, const Tensor& x, const Tensor& positions, const Tensor& key_mask, double theta,
                    KvCache* cache, size_t layer) const;
+  Tensor block(const Block& b, const Tensor& x, const Tensor& positions, const Tensor& key_mask, double theta, KvCache* cache,
+               size_t layer) const;
 
   LlmConfig config_;
   Embedding embed_tokens_;
   std::vector<Block> blocks_;
   RMSNorm final_norm_;
   Parameter head_;  // absent when tied (or missing from the checkpoint)
+  bool checkpointing_ = false;
 };
 
 }  // namespace ivl

@@ -36,6 +36,9 @@ bool grad_enabled() { return g_grad_enabled; }
 NoGrad::NoGrad() : previous_(g_grad_enabled) { g_grad_enabled = false; }
 NoGrad::~NoGrad() { g_grad_enabled = previous_; }
 
+EnableGrad::EnableGrad() : previous_(g_grad_enabled) { g_grad_enabled = true; }
+EnableGrad::~EnableGrad() { g_grad_enabled = previous_; }
+
 bool needs_grad(const std::vector<Tensor>& inputs) {
   if (!g_grad_enabled) return false;
   for (const Tensor& t : inputs)
@@ -76,6 +79,48 @@ Tensor record(const OpName& op, Tensor output, const std::vector<Tensor>& inputs
   TensorImpl* out = output.impl();
   out->grad_fn = std::move(node);
   out->requires_grad = true;
+  return output;
+}
+
+static const OpName kCheckpoint("checkpoint");
+
+Tensor checkpoint(const CheckpointFn& fn, const std::vector<Tensor>& inputs) {
+  if (!g_grad_enabled) return fn(inputs);
+  Tensor output;
+  {
+    NoGrad no_grad;
+    output = fn(inputs);
+  }
+  if (!is_floating(output.dtype())) return output;
+  output = output.detach();  // its own handle, even when fn returned one of its inputs
+  std::vector<Tensor> saved;  // values only: the inputs' graphs stay reachable through the node's edges
+  for (const Tensor& t : inputs) saved.push_back(t.defined() ? t.detach() : t);
+  std::vector<bool> wants;
+  for (const Tensor& t : inputs) wants.push_back(t.defined() && t.requires_grad());
+  // Recorded even when no input requires grad: the parameters fn captures may, and only this node's
+  // backward can reach them.
+  auto node = std::make_shared<Node>();
+  node->name = kCheckpoint.name;
+  for (const Tensor& t : inputs) {
+    node->next.push_back(edge_to(t));
+    node->input_shapes.push_back(t.defined() ? t.shape() : Shape{});
+  }
+  node->backward = [fn, saved, wants](const Tensor& grad) {
+    EnableGrad enable;
+    std::vector<Tensor> leaves;
+    for (size_t i = 0; i < saved.size(); ++i) {
+      Tensor leaf = saved[i].defined() ? saved[i].detach() : saved[i];
+      if (wants[i]) leaf.set_requires_grad(true);
+      leaves.push_back(leaf);
+    }
+    const Tensor recomputed = fn(leaves);
+    if (recomputed.requires_grad()) recomputed.backward(grad);
+    std::vector<Tensor> grads;
+    for (size_t i = 0; i < leaves.size(); ++i) grads.push_back(wants[i] ? leaves[i].grad() : Tensor());
+    return grads;
+  };
+  output.impl()->grad_fn = std::move(node);
+  output.impl()->requires_grad = true;
   return output;
 }
 

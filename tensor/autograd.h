@@ -54,6 +54,29 @@ class NoGrad {
   bool previous_;
 };
 
+// Turns graph recording back on inside a NoGrad scope (a checkpoint's recompute, which runs during
+// backward).
+class EnableGrad {
+ public:
+  EnableGrad();
+  ~EnableGrad();
+  EnableGrad(const EnableGrad&) = delete;
+  EnableGrad& operator=(const EnableGrad&) = delete;
+
+ private:
+  bool previous_;
+};
+
+// Activation checkpointing: runs fn(inputs) without recording and records one node whose backward
+// runs fn again, recording, on detached copies of the inputs, and backpropagates its gradient
+// through that graph. What fn computes inside then lives only while its backward runs: memory for
+// one block instead of all of them, for one more forward. Leaves fn reaches through its captures
+// (parameters) get their gradients from that inner backward; the node returns the inputs'. fn must
+// compute the same values both times (a caller with random numbers inside replays its generator).
+// With recording off it is just fn(inputs).
+using CheckpointFn = std::function<Tensor(const std::vector<Tensor>&)>;
+Tensor checkpoint(const CheckpointFn& fn, const std::vector<Tensor>& inputs);
+
 // True when recording is on and any input requires grad: ops test this before saving anything.
 bool needs_grad(std::initializer_list<Tensor> inputs);
 bool needs_grad(const std::vector<Tensor>& inputs);

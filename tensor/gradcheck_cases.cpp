@@ -3,6 +3,7 @@
 // values; ops with a kink (relu, abs, max, maximum) get inputs kept away from it.
 #include <cmath>
 
+#include "tensor/autograd.h"
 #include "tensor/gradcheck.h"
 #include "tensor/ops.h"
 #include "tensor/random.h"
@@ -195,6 +196,11 @@ std::vector<GradcheckCase> make_cases() {
       {"linear_token_logprobs", "rows picked from a transposed view, one chunk", [](Generator& g) {
          return Inputs{randn(g, {4, 6}), randn(g, {5, 4}), ids({4, 0, 2, 1, 4, 3}, {6})}; },
        [](const Inputs& x) { return linear_token_logprobs(x[0].mT(), x[1], x[2]); }},
+      {"checkpoint", "a recomputed block: tanh(x W) * x, x used twice inside, x a transposed view", [](Generator& g) {
+         return Inputs{randn(g, {4, 3}), randn(g, {4, 4})}; },
+       [](const Inputs& x) {
+         return checkpoint([](const std::vector<Tensor>& in) { return tanh(matmul(in[0], in[1])) * in[0]; }, {x[0].mT(), x[1]});
+       }},
       {"mul", "dropout p=0.3 (seeded mask)", [](Generator& g) { return Inputs{randn(g, {4, 6})}; },
        [](const Inputs& x) { Generator gen(7); return dropout(x[0], 0.3, gen); }},
       {"mul", "drop_path p=0.4 on [6,2,3]", [](Generator& g) { return Inputs{randn(g, {6, 2, 3})}; },

@@ -6,6 +6,7 @@
 #include "tensor/ops.h"
 #include "tensor/random.h"
 #include "tests/catch.h"
+#include "tests/test_support.h"
 
 using namespace ivl;
 
@@ -128,4 +129,27 @@ TEST_CASE("leaf gradients never alias each other or the caller's seed", "[autogr
   z.backward(seed);
   CHECK(z.grad().storage() != seed.storage());
   CHECK(z.grad().to_doubles() == std::vector<double>{5, 6});
+}
+
+TEST_CASE("a checkpointed block records one node and gives the gradients of the plain block", "[autograd]") {
+  Generator gen(21);
+  Tensor w = Tensor::randn({4, 4}, gen, DType::f64), x = Tensor::randn({3, 4}, gen, DType::f64);
+  w.set_requires_grad(), x.set_requires_grad();
+  auto block = [&w](const std::vector<Tensor>& in) { return tanh(matmul(in[0], w)) * in[0]; };  // w is captured
+  sum(block({x}) * 1.5).backward();
+  const Tensor gw = w.grad().clone(), gx = x.grad().clone();
+  w.zero_grad(), x.zero_grad();
+  const Tensor y = checkpoint(block, {x});
+  CHECK(std::string(y.grad_fn()->name) == "checkpoint");
+  REQUIRE(y.grad_fn()->next.size() == 1);  // only the input: nothing inside was recorded
+  CHECK(y.grad_fn()->next[0]->leaf.get() == x.impl());
+  sum(y * 1.5).backward();
+  CHECK(max_abs_diff(w.grad(), gw) == 0);  // the captured parameter gets its gradient from the recompute
+  CHECK(max_abs_diff(x.grad(), gx) == 0);
+  // An input that needs no gradient still lets the captured parameter get one.
+  w.zero_grad();
+  sum(checkpoint(block, {x.detach()}) * 1.5).backward();
+  CHECK(max_abs_diff(w.grad(), gw) == 0);
+  NoGrad no_grad;
+  CHECK_FALSE(checkpoint(block, {x}).requires_grad());
 }

@@ -241,8 +241,11 @@ int bench_mpo_step(const ParsedFlags& flags) {
   reference_params.allocate_zeros();
   copy_into(reference_params.flat(), policy_params.flat());
   policy_params.set_requires_grad(true);
-  std::printf("model: %s, %lld parameters x 2 (policy + reference) in %.1f s\n", config_path.c_str(),
-               static_cast<long long>(policy_params.numel()), seconds_since(t0));
+  const bool checkpointing = flags.boolean("--checkpoint");
+  policy.set_checkpointing(checkpointing);
+  std::printf("model: %s, %lld parameters x 2 (policy + reference) in %.1f s%s\n", config_path.c_str(),
+               static_cast<long long>(policy_params.numel()), seconds_since(t0),
+              checkpointing ? ", activation checkpointing" : "");
 
   // The rows of the official benchmark: half the prompt, the image, the rest of the prompt and the response.
   const int64_t vocab = config.llm.vocab_size, context_id = vocab - 1, image_tokens = tiles * config.num_image_token();
@@ -296,6 +299,7 @@ int bench_mpo_step(const ParsedFlags& flags) {
   report["prompt"] = prompt;
   report["response"] = response;
   report["runs"] = runs;
+  report["checkpointing"] = checkpointing;
   report["parameters"] = policy_params.numel();
   report["config"] = config_path;
   report.print();
@@ -331,6 +335,7 @@ std::vector<Command> bench_commands() {
              {"--prompt", "N", "64", "prompt text tokens around the image tokens"},
              {"--response", "N", "128", "response tokens (the scored ones)"},
              {"--runs", "N", "2", "timed steps"},
+             {"--checkpoint", "", "", "activation checkpointing: recompute each ViT layer and decoder block in backward"},
              json},
             "The work of ../shared/bench/official_cpu.py mpo-step, which also takes an AdamW step; this\n"
             "benchmark stops after the backward (the optimizer belongs to the trainer)."},

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "tensor/autograd.h"
 #include "tensor/random.h"
 
 namespace ivl {
@@ -107,6 +108,12 @@ Tensor InternViT::attention(const Block& b, const Tensor& x) const {
   return b.proj(merge_heads(scaled_dot_product_attention(split_heads(q, H), split_heads(k, H), split_heads(v, H), bidirectional)));
 }
 
+Tensor InternViT::layer(const Block& b, const Tensor& x_in, double rate, Generator* drop_path_gen) const {
+  auto residual = [&](const Tensor& branch) { return drop_path_gen && rate > 0 ? drop_path(branch, rate, *drop_path_gen) : branch; };
+  const Tensor x = x_in + residual(attention(b, b.norm1(x_in)) * b.ls1.tensor());
+  return x + residual(b.mlp(b.norm2(x)) * b.ls2.tensor());
+}
+
 Tensor InternViT::forward(const Tensor& pixel_values, int64_t layers, Generator* drop_path_gen) const {
   if (layers < 0) layers = config_.num_layers;
   if (layers > config_.num_layers) fail("InternViT: asked for " + std::to_string(layers) + " layers of " + std::to_string(config_.num_layers));
@@ -115,11 +122,22 @@ Tensor InternViT::forward(const Tensor& pixel_values, int64_t layers, Generator*
     const Block& b = blocks_[static_cast<size_t>(i)];
     // Stochastic depth rate of layer i: linspace(0, drop_path_rate, num_layers)[i], as the official code.
     const double rate = config_.num_layers > 1 ? config_.drop_path_rate * static_cast<double>(i) / static_cast<double>(config_.num_layers - 1) : 0.0;
-    auto residual = [&](const Tensor& branch) {
-      return drop_path_gen && rate > 0 ? drop_path(branch, rate, *drop_path_gen) : branch;
-    };
-    x = x + residual(attention(b, b.norm1(x)) * b.ls1.tensor());
-    x = x + residual(b.mlp(b.norm2(x)) * b.ls2.tensor());
+    if (!checkpointing_ || !grad_enabled()) {
+      x = layer(b, x, rate, drop_path_gen);
+      continue;
+    }
+    // The recompute must draw the same drop-path masks: each run starts from the generator's state
+    // before the layer, and the caller's generator then moves on as far as one run took it.
+    const Generator start = drop_path_gen ? *drop_path_gen : Generator();
+    auto after = std::make_shared<Generator>(start);
+    const bool drops = drop_path_gen != nullptr;
+    x = checkpoint([this, &b, rate, start, after, drops](const std::vector<Tensor>& in) {
+      Generator replay = start;
+      const Tensor out = layer(b, in[0], rate, drops ? &replay : nullptr);
+      *after = replay;
+      return out;
+    }, {x});
+    if (drop_path_gen) *drop_path_gen = *after;
   }
   return x;
 }

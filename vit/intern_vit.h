@@ -37,6 +37,9 @@ class InternViT {
   // With `drop_path` set (training), stochastic depth rises linearly to drop_path_rate over the layers.
   Tensor forward(const Tensor& pixel_values, int64_t layers = -1, Generator* drop_path = nullptr) const;
   const VisionConfig& config() const { return config_; }
+  // Activation checkpointing per encoder layer when recording a graph (the official trainer's
+  // --grad_checkpoint): each layer's inside is recomputed in backward. The same numbers either way.
+  void set_checkpointing(bool on) { checkpointing_ = on; }
 
  private:
   struct Norm {  // LayerNorm (300M) or RMSNorm (6B), chosen by the config
@@ -54,11 +57,13 @@ class InternViT {
   };
   Tensor embed(const Tensor& pixel_values) const;
   Tensor attention(const Block& block, const Tensor& x) const;
+  Tensor layer(const Block& block, const Tensor& x, double drop_rate, Generator* drop_path) const;
 
   VisionConfig config_;
   Parameter class_embedding, position_embedding;  // [1, 1, C], [1, 1 + grid^2, C]
   Parameter patch_weight_, patch_bias_;            // [C, 3, p, p], [C]
   std::vector<Block> blocks_;
+  bool checkpointing_ = false;
 };
 
 }  // namespace ivl
