@@ -106,6 +106,48 @@ Tensor InternVLChat::forward(const Tensor& pixel_values, const Tensor& input_ids
   return llm_.logits(hidden(pixel_values, input_ids, attention_mask, image_context_id, row_tiles, drop_path));
 }
 
+SharedTiles share_identical_tiles(const Tensor& pixel_values, const Tensor& ids, int64_t image_context_id,
+                                  int64_t tokens_per_tile) {
+  if (ids.dim() != 2) fail("share_identical_tiles: input_ids must be [B, T], got " + ids.str());
+  const int64_t B = ids.size(0), T = ids.size(1), tiles = pixel_values.defined() ? pixel_values.size(0) : 0;
+  const std::vector<double> id_values = ids.to_doubles();
+  std::vector<TileSpan> batch_spans;
+  int64_t next = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t count = 0;
+    for (int64_t t = 0; t < T; ++t) count += static_cast<int64_t>(id_values[static_cast<size_t>(b * T + t)]) == image_context_id;
+    if (count % tokens_per_tile != 0)
+      fail("share_identical_tiles: row " + std::to_string(b) + " has " + std::to_string(count) +
+           " image-context positions, not a multiple of " + std::to_string(tokens_per_tile));
+    batch_spans.push_back({next, count / tokens_per_tile});
+    next += count / tokens_per_tile;
+  }
+  if (next != tiles)
+    fail("share_identical_tiles: the rows' image-context positions ask for " + std::to_string(next) + " tiles; the batch has " +
+         std::to_string(tiles));
+  auto pixels_of = [&](const TileSpan& s) { return pixel_values.narrow(0, s.first, s.count).to_doubles(); };
+  SharedTiles out;
+  std::vector<int64_t> keep, source(static_cast<size_t>(tiles), 0);
+  for (int64_t b = 0; b < B; ++b) {
+    const TileSpan span = batch_spans[static_cast<size_t>(b)];
+    TileSpan shared{static_cast<int64_t>(keep.size()), span.count};
+    for (int64_t earlier = 0; earlier < b; ++earlier) {
+      const TileSpan other = batch_spans[static_cast<size_t>(earlier)];
+      if (other.count == span.count && span.count > 0 && pixels_of(other) == pixels_of(span)) {
+        shared.first = out.row_tiles[static_cast<size_t>(earlier)].first;
+        break;
+      }
+    }
+    if (shared.first == static_cast<int64_t>(keep.size()))
+      for (int64_t i = 0; i < span.count; ++i) keep.push_back(span.first + i);
+    for (int64_t i = 0; i < span.count; ++i) source[static_cast<size_t>(span.first + i)] = shared.first + i;
+    out.row_tiles.push_back(shared);
+  }
+  if (!keep.empty()) out.pixel_values = index_select(pixel_values, 0, Tensor::from_vector(keep, {static_cast<int64_t>(keep.size())}));
+  out.batch_tile_source = Tensor::from_vector(source, {tiles});
+  return out;
+}
+
 LoadedModel load_internvl(const std::string& model_dir, const std::string& weights) {
   LoadedModel loaded;
   loaded.config = InternVLChatConfig::from_file((std::filesystem::path(model_dir) / "config.json").string());

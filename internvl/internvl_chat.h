@@ -35,6 +35,17 @@ struct TileSpan {
   int64_t first = 0, count = 0;
 };
 
+// A batch in the official layout (each row's <IMG_CONTEXT> positions take the next tiles in order,
+// so a pair's tiles appear once per response) reduced to its distinct tile sequences: rows whose tiles
+// hold the same pixels share one copy. For comparing with the official trainer's batches.
+struct SharedTiles {
+  Tensor pixel_values;              // [distinct tiles, 3, S, S]; undefined when no row has an image
+  std::vector<TileSpan> row_tiles;  // per row, into pixel_values
+  Tensor batch_tile_source;         // [batch tiles] i64: the distinct tile that each tile of the batch is
+};
+SharedTiles share_identical_tiles(const Tensor& pixel_values, const Tensor& input_ids, int64_t image_context_id,
+                                  int64_t tokens_per_tile);
+
 class InternVLChat {
  public:
   // Declares every parameter (official names) in `params`; fill them with params.load / allocate.

@@ -539,3 +539,22 @@ TEST_CASE("activation checkpointing changes no number, with drop-path masks repl
     CHECK(mpo_step(model, batch, ref_logps, shift, options).loss.loss.item() != plain_loss);
   }
 }
+
+TEST_CASE("a batch in the official layout shares the tiles its rows repeat", "[model]") {
+  Generator gen(16);
+  const Tensor a = Tensor::randn({2, 3, 4, 4}, gen), b = Tensor::randn({1, 3, 4, 4}, gen), c = Tensor::randn({1, 3, 4, 4}, gen);
+  // Rows 0 and 1 repeat image a (2 tiles), row 2 has b, row 3 has c (one tile each), row 4 none.
+  const int64_t ctx = 9;
+  const Tensor ids = Tensor::from_vector<int64_t>({1, ctx, ctx, ctx, ctx, 1, ctx, ctx, ctx, ctx, 1, ctx, ctx, 2, 2,
+                                                   1, ctx, ctx, 2, 2, 1, 2, 2, 2, 2}, {5, 5});
+  const SharedTiles shared = share_identical_tiles(cat({a, a, b, c}, 0), ids, ctx, 2);
+  REQUIRE(shared.pixel_values.size(0) == 4);  // a's two tiles, b, c
+  CHECK(max_abs_diff(shared.pixel_values, cat({a, b, c}, 0)) == 0);
+  const std::vector<std::pair<int64_t, int64_t>> spans = {{0, 2}, {0, 2}, {2, 1}, {3, 1}, {4, 0}};
+  for (size_t r = 0; r < spans.size(); ++r) {
+    CHECK(shared.row_tiles[r].first == spans[r].first);
+    CHECK(shared.row_tiles[r].count == spans[r].second);
+  }
+  CHECK(shared.batch_tile_source.to_doubles() == std::vector<double>{0, 1, 0, 1, 2, 3});
+  CHECK_THROWS_WITH(share_identical_tiles(cat({a, a, b}, 0), ids, ctx, 2), HasSubstr("ask for 6 tiles; the batch has 5"));
+}

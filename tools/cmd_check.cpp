@@ -88,55 +88,6 @@ Comparison delta_error(const Tensor& got, const SafetensorsFile& golden, const M
   return {diff / scale, note};
 }
 
-// The tiles of a batch in the official layout (each row's <IMG_CONTEXT> positions take the next
-// tiles in order), reduced to the distinct tile sequences: rows whose tiles hold the same pixels
-// share one copy.
-struct SharedTiles {
-  Tensor pixel_values;             // [distinct tiles, 3, S, S]
-  std::vector<TileSpan> row_tiles;  // per row, into pixel_values
-  Tensor batch_tile_source;         // [batch tiles] i64: the distinct tile each tile of the batch is
-};
-
-SharedTiles share_tiles(const Tensor& pixel_values, const Tensor& ids, int64_t image_context_id, int64_t tokens_per_tile) {
-  const int64_t B = ids.size(0), T = ids.size(1), tiles = pixel_values.size(0);
-  const std::vector<double> id_values = ids.to_doubles();
-  std::vector<TileSpan> batch_spans;
-  int64_t next = 0;
-  for (int64_t b = 0; b < B; ++b) {
-    int64_t count = 0;
-    for (int64_t t = 0; t < T; ++t) count += static_cast<int64_t>(id_values[static_cast<size_t>(b * T + t)]) == image_context_id;
-    if (count % tokens_per_tile != 0)
-      throw std::invalid_argument("row " + std::to_string(b) + " has " + std::to_string(count) +
-                                  " image-context positions, not a multiple of " + std::to_string(tokens_per_tile));
-    batch_spans.push_back({next, count / tokens_per_tile});
-    next += count / tokens_per_tile;
-  }
-  if (next != tiles)
-    throw std::invalid_argument("the rows' image-context positions ask for " + std::to_string(next) + " tiles; input.pixel_values has " +
-                                std::to_string(tiles));
-  auto pixels_of = [&](const TileSpan& s) { return pixel_values.narrow(0, s.first, s.count).to_doubles(); };
-  SharedTiles out;
-  std::vector<int64_t> keep, source(static_cast<size_t>(tiles), 0);
-  for (int64_t b = 0; b < B; ++b) {
-    const TileSpan span = batch_spans[static_cast<size_t>(b)];
-    TileSpan shared{static_cast<int64_t>(keep.size()), span.count};
-    for (int64_t earlier = 0; earlier < b; ++earlier) {
-      const TileSpan other = batch_spans[static_cast<size_t>(earlier)];
-      if (other.count == span.count && span.count > 0 && pixels_of(other) == pixels_of(span)) {
-        shared.first = out.row_tiles[static_cast<size_t>(earlier)].first;
-        break;
-      }
-    }
-    if (shared.first == static_cast<int64_t>(keep.size()))
-      for (int64_t i = 0; i < span.count; ++i) keep.push_back(span.first + i);
-    for (int64_t i = 0; i < span.count; ++i) source[static_cast<size_t>(span.first + i)] = shared.first + i;
-    out.row_tiles.push_back(shared);
-  }
-  if (!keep.empty()) out.pixel_values = index_select(pixel_values, 0, Tensor::from_vector(keep, {static_cast<int64_t>(keep.size())}));
-  out.batch_tile_source = Tensor::from_vector(source, {tiles});
-  return out;
-}
-
 }  // namespace
 
 int cmd_check(const ParsedFlags& flags) {
@@ -164,7 +115,7 @@ int cmd_check(const ParsedFlags& flags) {
 
   // The golden batch repeats each pair's tiles for its chosen and its rejected row, as the official
   // trainer does; the step encodes each distinct tile sequence once and splices it into both rows.
-  const SharedTiles shared = share_tiles(pixel_values, ids, image_context_id, policy.config.num_image_token());
+  const SharedTiles shared = share_identical_tiles(pixel_values, ids, image_context_id, policy.config.num_image_token());
   std::printf("vision: %lld distinct tiles of the %lld in the batch, each encoded once\n",
               static_cast<long long>(shared.pixel_values.defined() ? shared.pixel_values.size(0) : 0),
               static_cast<long long>(pixel_values.size(0)));
