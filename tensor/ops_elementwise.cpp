@@ -2,6 +2,8 @@
 // conversions (contiguous, clone, dtype, device). Each unary op is one enum value with its formula
 // in unary_value and its derivative in unary_derivative, right below, and one table entry saying
 // whether its backward needs the saved input or output.
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -139,6 +141,10 @@ void add_into(const Tensor& dst, const Tensor& src) {
 
 void fill_into(const Tensor& dst, double value) {
   if (!dst.is_leaf()) fail("fill_into: the destination " + dst.str() + " is the output of an op in a graph");
+  const Storage& storage = *dst.storage();
+  if (value == 0 && storage.zero_mapped && dst.offset() == 0 && dst.is_contiguous() && dst.nbytes() == storage.nbytes &&
+      ::madvise(storage.data(), storage.nbytes, MADV_DONTNEED) == 0)
+    return;  // the pages go back to the OS; reading them again gives zeros
   if (dst.is_contiguous() && dst.device() == Device::cuda) return cuda::fill(dst.data_ptr(), dst.dtype(), dst.numel(), value);
   if (dst.is_contiguous() && (dst.dtype() == DType::f32 || dst.dtype() == DType::f64))
     return dispatch_float(dst.dtype(), "fill_into", [&](auto tag) {

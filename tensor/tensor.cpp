@@ -1,7 +1,10 @@
 // Tensor creation, metadata, element access and the member shortcuts.
 #include "tensor/tensor.h"
 
+#include <sys/mman.h>
+
 #include <cstdlib>
+#include <cstring>
 #include <numeric>
 #include <sstream>
 
@@ -56,6 +59,28 @@ std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
   return storage;
 }
 
+// Zero buffers this large come from the OS as untouched pages (a flat gradient buffer then grows in
+// resident memory only as backward writes it, as per-tensor gradients would); smaller ones are
+// written.
+static constexpr size_t kZeroMappedBytes = size_t{64} << 20;
+
+std::shared_ptr<Storage> Storage::allocate_zeroed(size_t nbytes, Device device) {
+  if (device != Device::cpu) fail("Storage::allocate_zeroed: CPU only");
+  if (nbytes < kZeroMappedBytes) {
+    auto storage = allocate(nbytes, device);
+    std::memset(storage->data(), 0, nbytes);
+    return storage;
+  }
+  void* p = ::mmap(nullptr, nbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  auto storage = std::make_shared<Storage>();
+  storage->nbytes = nbytes;
+  storage->device = device;
+  storage->zero_mapped = true;
+  storage->memory = std::shared_ptr<void>(p, [nbytes](void* q) { ::munmap(q, nbytes); });
+  return storage;
+}
+
 static Tensor new_tensor(const Shape& shape, DType dtype, std::shared_ptr<Storage> storage) {
   for (int64_t d : shape)
     if (d < 0) fail("tensor shape " + shape_str(shape) + " has a negative size");
@@ -67,14 +92,19 @@ static Tensor new_tensor(const Shape& shape, DType dtype, std::shared_ptr<Storag
   return Tensor(std::move(impl));
 }
 
-Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+// The bytes of a tensor of `shape`, refusing negative sizes and sizes that do not fit.
+static size_t checked_bytes(const Shape& shape, DType dtype) {
   uint64_t bytes = dtype_size(dtype);
   for (int64_t d : shape) {
     if (d < 0) fail("tensor shape " + shape_str(shape) + " has a negative size");
     if (__builtin_mul_overflow(bytes, static_cast<uint64_t>(d), &bytes) || bytes > (uint64_t{1} << 62))
       fail("tensor shape " + shape_str(shape) + " of " + dtype_name(dtype) + " is too large to allocate");
   }
-  return new_tensor(shape, dtype, Storage::allocate(static_cast<size_t>(bytes), device));
+  return static_cast<size_t>(bytes);
+}
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+  return new_tensor(shape, dtype, Storage::allocate(checked_bytes(shape, dtype), device));
 }
 
 Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device) {
@@ -101,7 +131,10 @@ Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device
   return t;
 }
 
-Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) { return full(shape, 0.0, dtype, device); }
+Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
+  if (device != Device::cpu) return full(shape, 0.0, dtype, device);
+  return new_tensor(shape, dtype, Storage::allocate_zeroed(checked_bytes(shape, dtype), device));  // all-zero bytes: 0 in every dtype
+}
 Tensor Tensor::ones(const Shape& shape, DType dtype, Device device) { return full(shape, 1.0, dtype, device); }
 Tensor Tensor::scalar(double value, DType dtype, Device device) { return full({}, value, dtype, device); }
 

@@ -25,8 +25,12 @@ struct Storage {
   std::shared_ptr<void> memory;
   size_t nbytes = 0;
   Device device = Device::cpu;
+  // CPU bytes from an anonymous mapping: pages nobody has written cost no memory and read as zero,
+  // and fill_into(..., 0) hands a whole such buffer back to the OS instead of writing zeros.
+  bool zero_mapped = false;
   void* data() const { return memory.get(); }
   static std::shared_ptr<Storage> allocate(size_t nbytes, Device device);
+  static std::shared_ptr<Storage> allocate_zeroed(size_t nbytes, Device device);  // zeros; mapped when large
 };
 
 struct Node;

@@ -133,3 +133,22 @@ TEST_CASE("tensors on an unavailable device fail with a clear message", "[tensor
   if (cuda::available()) return;  // covered by tests/cuda on a GPU machine
   CHECK_THROWS_WITH(Tensor::zeros({2}).to(Device::cuda), HasSubstr("CUDA"));
 }
+
+TEST_CASE("large zero tensors are untouched pages, and filling one with zeros hands them back", "[tensor]") {
+  const int64_t n = (int64_t{80} << 20) / 4;  // 80 MiB of f32: above the mapped-zeros threshold
+  Tensor big = Tensor::zeros({n});
+  CHECK(big.storage()->zero_mapped);
+  CHECK_FALSE(Tensor::zeros({1000}).storage()->zero_mapped);
+  float* p = big.data<float>();
+  CHECK(p[0] == 0.0f);
+  CHECK(p[n - 1] == 0.0f);
+  p[0] = 3.0f, p[n / 2] = -1.0f, p[n - 1] = 7.0f;
+  fill_into(big, 0.0);  // madvise: the written pages are dropped and read back as zeros
+  CHECK(p[0] == 0.0f);
+  CHECK(p[n / 2] == 0.0f);
+  CHECK(p[n - 1] == 0.0f);
+  fill_into(big.narrow(0, 1, 2), 5.0);  // a part of it is written as any tensor
+  CHECK(p[1] == 5.0f);
+  CHECK(p[3] == 0.0f);
+  CHECK(Tensor::zeros({3}, DType::bf16).to_doubles() == std::vector<double>{0, 0, 0});
+}
