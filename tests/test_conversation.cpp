@@ -28,22 +28,7 @@ namespace {
 const std::string kShared = IVL_SHARED_DIR;
 const std::string kTrainDir = kShared + "/fixtures/train-qwen2";
 const std::string kInternLM2Dir = kShared + "/assets/tokenizers/internlm2";
-const std::string kQwen2Dir = kShared + "/assets/tokenizers/qwen2";
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  REQUIRE(in.good());
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-const Tokenizer& internlm2() {
-  static const auto tokenizer = load_tokenizer(kInternLM2Dir);
-  return *tokenizer;
-}
-const Tokenizer& qwen2() {
-  static const auto tokenizer = load_tokenizer(kQwen2Dir);
-  return *tokenizer;
-}
 
 std::vector<int64_t> i64_values(const Tensor& tensor) {
   REQUIRE(tensor.dtype() == DType::i64);
@@ -197,16 +182,16 @@ TEST_CASE("the prompt and the training text of every template equal the official
     const std::string single = e.at("prompt_single_turn").get<std::string>(), two = e.at("prompt_two_turns").get<std::string>();
     const std::string sep = e.at("sep").get<std::string>();
     // Without images chat() replaces nothing, so the tag stays as text, as in templates.json.
-    CHECK(encode_prompt({name, "", {}}, question, internlm2(), {}, 0).text == single);
-    CHECK(encode_prompt({name, "", {{question, "A red circle."}}}, "How many?", internlm2(), {}, 0).text == two);
+    CHECK(encode_prompt({name, "", {}}, question, internlm2_tokenizer(), {}, 0).text == single);
+    CHECK(encode_prompt({name, "", {{question, "A red circle."}}}, "How many?", internlm2_tokenizer(), {}, 0).text == two);
     // With an image, a question without the tag gets "<image>\n" in front, and the tag becomes 3 x 4 tokens.
     std::string context;
     for (int i = 0; i < 12; ++i) context += "<IMG_CONTEXT>";
     std::string with_image = single;
     with_image.replace(with_image.find("<image>"), 7, "<img>" + context + "</img>");
-    const EncodedPrompt prompt = encode_prompt({name, "", {}}, "What is shown in the picture?", internlm2(), {3}, 4);
+    const EncodedPrompt prompt = encode_prompt({name, "", {}}, "What is shown in the picture?", internlm2_tokenizer(), {3}, 4);
     CHECK(prompt.text == with_image);
-    CHECK(prompt.input_ids == internlm2().encode(with_image));
+    CHECK(prompt.input_ids == internlm2_tokenizer().encode(with_image));
     CHECK(prompt.input_ids.front() == 1);  // chat() tokenizes with the BOS
     // The training text is the same prompt with every answer and its separator filled in.
     CHECK(conversation_text({name, "", {{question, "A red circle."}, {"How many?", "One."}}}) == two + "One." + sep);
@@ -221,36 +206,36 @@ TEST_CASE("internlm2-chat: the answer tokens and their <|im_end|> are the labels
   options.num_image_token = 4;
   // preprocess_internlm strips every message: the spaces and newlines around both go.
   const Conversation conversation{"internlm2-chat", "", {{"<image>\n  What is in the picture? ", "\n A red circle.  "}}};
-  const EncodedConversation encoded = encode_conversation(conversation, internlm2(), {2}, options);
+  const EncodedConversation encoded = encode_conversation(conversation, internlm2_tokenizer(), {2}, options);
   std::string context;
   for (int i = 0; i < 8; ++i) context += "<IMG_CONTEXT>";
   const std::string head = "<|im_start|>system\n" + chat_template("internlm2-chat").system_message +
                            "<|im_end|><|im_start|>user\n<img>" + context + "</img>\n  What is in the picture?<|im_end|><|im_start|>assistant\n";
-  REQUIRE(encoded.input_ids == internlm2().encode(head + "A red circle.<|im_end|>"));
+  REQUIRE(encoded.input_ids == internlm2_tokenizer().encode(head + "A red circle.<|im_end|>"));
   CHECK(encoded.input_ids.front() == 1);
   CHECK_FALSE(encoded.mismatch);
   const auto runs = labelled_runs(encoded.labels);
   REQUIRE(runs.size() == 1);
   CHECK(runs[0].second == encoded.input_ids.size());  // the closing <|im_end|> is labelled
-  CHECK(internlm2().decode(slice(encoded.input_ids, runs[0].first, runs[0].second)) == "A red circle.<|im_end|>");
-  CHECK(internlm2().decode(slice(encoded.input_ids, 1, runs[0].first)) == head);
+  CHECK(internlm2_tokenizer().decode(slice(encoded.input_ids, runs[0].first, runs[0].second)) == "A red circle.<|im_end|>");
+  CHECK(internlm2_tokenizer().decode(slice(encoded.input_ids, 1, runs[0].first)) == head);
   CHECK(slice(encoded.labels, runs[0].first, runs[0].second) == slice(encoded.input_ids, runs[0].first, runs[0].second));
-  CHECK(std::count(encoded.input_ids.begin(), encoded.input_ids.end(), internlm2().token_id("<IMG_CONTEXT>")) == 8);
+  CHECK(std::count(encoded.input_ids.begin(), encoded.input_ids.end(), internlm2_tokenizer().token_id("<IMG_CONTEXT>")) == 8);
 }
 
 TEST_CASE("internlm2-chat: every assistant turn of a multi-turn conversation is labelled, every user turn is not", "[conversation]") {
   const Conversation conversation{"internlm2-chat", "",
                                   {{"Name a colour.", "Red."}, {"Another one?", "Blue, or green."}, {"And a third?", "Yellow."}}};
-  const EncodedConversation encoded = encode_conversation(conversation, internlm2(), {}, {});
-  REQUIRE(encoded.input_ids == internlm2().encode(conversation_text(conversation)));
+  const EncodedConversation encoded = encode_conversation(conversation, internlm2_tokenizer(), {}, {});
+  REQUIRE(encoded.input_ids == internlm2_tokenizer().encode(conversation_text(conversation)));
   const auto runs = labelled_runs(encoded.labels);
   REQUIRE(runs.size() == 3);
   const std::vector<std::string> answers = {"Red.<|im_end|>", "Blue, or green.<|im_end|>", "Yellow.<|im_end|>"};
   for (size_t r = 0; r < runs.size(); ++r) {
     INFO("turn " << r + 1);
-    CHECK(internlm2().decode(slice(encoded.input_ids, runs[r].first, runs[r].second)) == answers[r]);
+    CHECK(internlm2_tokenizer().decode(slice(encoded.input_ids, runs[r].first, runs[r].second)) == answers[r]);
   }
-  CHECK(internlm2().decode(slice(encoded.input_ids, runs[0].second, runs[1].first)) == "<|im_start|>user\nAnother one?<|im_end|><|im_start|>assistant\n");
+  CHECK(internlm2_tokenizer().decode(slice(encoded.input_ids, runs[0].second, runs[1].first)) == "<|im_start|>user\nAnother one?<|im_end|><|im_start|>assistant\n");
   CHECK(runs[2].second == encoded.input_ids.size());
   CHECK(encoded.label_count() == static_cast<int64_t>(encoded.input_ids.size()) - count_ignored(encoded.labels));
 }
@@ -259,8 +244,8 @@ TEST_CASE("internlm2-chat: no text tokenizes differently piece by piece, since n
   // The algorithm's only cut inside ordinary text is "assistant\n" | answer, and the answer is
   // stripped; a SentencePiece merge could only cross that cut with a piece "\n" + non-space.
   int64_t crossing = 0;
-  for (int64_t id = 3; id < internlm2().vocab_size(); ++id) {
-    const std::string text = internlm2().decode({id});
+  for (int64_t id = 3; id < internlm2_tokenizer().vocab_size(); ++id) {
+    const std::string text = internlm2_tokenizer().decode({id});
     crossing += text.size() > 1 && text[0] == '\n' && text.find_first_not_of("\n\r\t ") != std::string::npos;
   }
   CHECK(crossing == 0);
@@ -272,7 +257,7 @@ TEST_CASE("internvl2_5: answers and <|im_end|> are labelled, the header and the 
   const Conversation conversation{"internvl2_5", "", {{"<image>\nWhat is it?", "A cat."}, {"Its colour?", "Grey."}}};
   ConversationOptions options;
   options.num_image_token = 4;
-  for (const Tokenizer* tokenizer : {&qwen2(), &internlm2()}) {
+  for (const Tokenizer* tokenizer : {&qwen2_tokenizer(), &internlm2_tokenizer()}) {
     INFO(tokenizer->describe());
     const EncodedConversation encoded = encode_conversation(conversation, *tokenizer, {1}, options);
     std::string text = conversation_text(conversation);
@@ -293,7 +278,7 @@ TEST_CASE("internvl2_5: answers and <|im_end|> are labelled, the header and the 
 
 TEST_CASE("internvl2_5 has no mismatch rule: a pad token inside an answer is labelled", "[conversation]") {
   const Conversation conversation{"internvl2_5", "", {{"Q", "x<|endoftext|>y"}}};
-  const EncodedConversation encoded = encode_conversation(conversation, qwen2(), {}, {});
+  const EncodedConversation encoded = encode_conversation(conversation, qwen2_tokenizer(), {}, {});
   CHECK_FALSE(encoded.mismatch);
   CHECK(std::count(encoded.labels.begin(), encoded.labels.end(), 151643) == 1);
 }
@@ -383,7 +368,7 @@ TEST_CASE("phi3-chat: later turns are counted right only by a tokenizer that wri
   const PrefixSpaceTokenizer prefixed(phi3_like_tokenizer(other_directory));
   const EncodedConversation encoded = encode_conversation(conversation, prefixed, {}, {});
   CHECK_FALSE(encoded.mismatch);
-  CHECK(encoded.input_ids[1] == internlm2().encode(" ", false).at(0));  // the "▁" after BOS
+  CHECK(encoded.input_ids[1] == internlm2_tokenizer().encode(" ", false).at(0));  // the "▁" after BOS
   const auto runs = labelled_runs(encoded.labels);
   REQUIRE(runs.size() == 2);
   CHECK(prefixed.decode(slice(encoded.input_ids, runs[0].first, runs[0].second)) == "Red.<|end|>");
@@ -395,21 +380,21 @@ TEST_CASE("phi3-chat: later turns are counted right only by a tokenizer that wri
 
 TEST_CASE("Hermes-2: multi-turn labels, and an answer opening with a newline loses it into the header", "[conversation]") {
   const Conversation conversation{"Hermes-2", "", {{"Name a colour.", "Red."}, {"Another?", "Blue."}}};
-  const EncodedConversation encoded = encode_conversation(conversation, qwen2(), {}, {});
-  REQUIRE(encoded.input_ids == qwen2().encode(conversation_text(conversation)));
+  const EncodedConversation encoded = encode_conversation(conversation, qwen2_tokenizer(), {}, {});
+  REQUIRE(encoded.input_ids == qwen2_tokenizer().encode(conversation_text(conversation)));
   const auto runs = labelled_runs(encoded.labels);
   REQUIRE(runs.size() == 2);
-  CHECK(qwen2().decode(slice(encoded.input_ids, runs[0].first, runs[0].second)) == "Red.<|im_end|>");
-  CHECK(qwen2().decode(slice(encoded.input_ids, runs[1].first, runs[1].second)) == "Blue.<|im_end|>");
+  CHECK(qwen2_tokenizer().decode(slice(encoded.input_ids, runs[0].first, runs[0].second)) == "Red.<|im_end|>");
+  CHECK(qwen2_tokenizer().decode(slice(encoded.input_ids, runs[1].first, runs[1].second)) == "Blue.<|im_end|>");
 
   // "assistant\n" + "\nHello" tokenizes "\n\n" as one token, which the instruction length (counted
   // on "assistant\n" alone) covers: the official labels start at "Hello". No mismatch is reported.
-  const EncodedConversation newline = encode_conversation({"Hermes-2", "", {{"Hi", "\nHello there"}}}, qwen2(), {}, {});
+  const EncodedConversation newline = encode_conversation({"Hermes-2", "", {{"Hi", "\nHello there"}}}, qwen2_tokenizer(), {}, {});
   CHECK_FALSE(newline.mismatch);
   const auto newline_runs = labelled_runs(newline.labels);
   REQUIRE(newline_runs.size() == 1);
-  CHECK(qwen2().decode(slice(newline.input_ids, newline_runs[0].first, newline_runs[0].second)) == "Hello there<|im_end|>");
-  CHECK(qwen2().decode({newline.input_ids[newline_runs[0].first - 1]}) == "\n\n");
+  CHECK(qwen2_tokenizer().decode(slice(newline.input_ids, newline_runs[0].first, newline_runs[0].second)) == "Hello there<|im_end|>");
+  CHECK(qwen2_tokenizer().decode({newline.input_ids[newline_runs[0].first - 1]}) == "\n\n");
 }
 
 // ---- the "tokenization mismatch" rule ----
@@ -419,39 +404,39 @@ TEST_CASE("a tokenization mismatch sets every label to -100, unless the sequence
   // when a message holds the pad token (total_len counts ids != pad id) or the separator itself.
   for (const std::string answer : {"A document ends with <|endoftext|> here.", "one<|im_end|>two"}) {
     INFO(answer);
-    const EncodedConversation encoded = encode_conversation({"Hermes-2", "", {{"Q?", answer}}}, qwen2(), {}, {});
+    const EncodedConversation encoded = encode_conversation({"Hermes-2", "", {{"Q?", answer}}}, qwen2_tokenizer(), {}, {});
     CHECK(encoded.mismatch);
     CHECK(encoded.label_count() == 0);
     CHECK_THAT(encoded.warning, HasSubstr("tokenization mismatch: "));
     // Truncated below the end: cur_len >= model_max_length, the rule is not applied.
     ConversationOptions truncating;
     truncating.max_length = 10;
-    const EncodedConversation truncated = encode_conversation({"Hermes-2", "", {{"Q?", answer}}}, qwen2(), {}, truncating);
+    const EncodedConversation truncated = encode_conversation({"Hermes-2", "", {{"Q?", answer}}}, qwen2_tokenizer(), {}, truncating);
     CHECK(truncated.truncated);
     CHECK_FALSE(truncated.mismatch);
     CHECK(truncated.input_ids.size() == 10);
   }
   // internlm2-chat: InternLM2's pad token is </s> (id 2).
-  const EncodedConversation internlm = encode_conversation({"internlm2-chat", "", {{"Q?", "It ends</s>"}}}, internlm2(), {}, {});
+  const EncodedConversation internlm = encode_conversation({"internlm2-chat", "", {{"Q?", "It ends</s>"}}}, internlm2_tokenizer(), {}, {});
   CHECK(internlm.mismatch);
   CHECK(internlm.label_count() == 0);
-  const EncodedConversation clean = encode_conversation({"internlm2-chat", "", {{"Q?", "It ends"}}}, internlm2(), {}, {});
+  const EncodedConversation clean = encode_conversation({"internlm2-chat", "", {{"Q?", "It ends"}}}, internlm2_tokenizer(), {}, {});
   CHECK_FALSE(clean.mismatch);
-  CHECK(clean.label_count() == static_cast<int64_t>(internlm2().encode("It ends<|im_end|>", false).size()));
+  CHECK(clean.label_count() == static_cast<int64_t>(internlm2_tokenizer().encode("It ends<|im_end|>", false).size()));
 }
 
 // ---- truncation and padding ----
 
 TEST_CASE("truncation cuts ids and labels at max_length; padding adds the pad id with label -100", "[conversation]") {
   const Conversation conversation{"internlm2-chat", "", {{"Count to ten.", "One two three four five six seven eight nine ten."}}};
-  const EncodedConversation full = encode_conversation(conversation, internlm2(), {}, {});
+  const EncodedConversation full = encode_conversation(conversation, internlm2_tokenizer(), {}, {});
   const int64_t length = static_cast<int64_t>(full.input_ids.size());
   CHECK(full.untruncated_length == length);
   CHECK_FALSE(full.truncated);
 
   ConversationOptions cut;
   cut.max_length = length - 4;
-  const EncodedConversation truncated = encode_conversation(conversation, internlm2(), {}, cut);
+  const EncodedConversation truncated = encode_conversation(conversation, internlm2_tokenizer(), {}, cut);
   CHECK(truncated.truncated);
   CHECK(truncated.untruncated_length == length);
   CHECK(truncated.input_ids == slice(full.input_ids, 0, static_cast<size_t>(length - 4)));
@@ -464,8 +449,8 @@ TEST_CASE("truncation cuts ids and labels at max_length; padding adds the pad id
   for (const std::string name : {"internlm2-chat", "internvl2_5"}) {
     INFO(name);
     const Conversation named{name, "", conversation.turns};
-    const EncodedConversation plain = encode_conversation(named, internlm2(), {}, {});
-    const EncodedConversation encoded = encode_conversation(named, internlm2(), {}, padded);
+    const EncodedConversation plain = encode_conversation(named, internlm2_tokenizer(), {}, {});
+    const EncodedConversation encoded = encode_conversation(named, internlm2_tokenizer(), {}, padded);
     REQUIRE(static_cast<int64_t>(encoded.input_ids.size()) == length + 7);
     CHECK(slice(encoded.input_ids, 0, plain.input_ids.size()) == plain.input_ids);
     CHECK(slice(encoded.labels, 0, plain.labels.size()) == plain.labels);
@@ -478,9 +463,9 @@ TEST_CASE("truncation cuts ids and labels at max_length; padding adds the pad id
   }
   // internvl2_5 cuts the concatenated pieces the same way.
   ConversationOptions cut_internvl = cut;
-  const EncodedConversation internvl = encode_conversation({"internvl2_5", "", conversation.turns}, qwen2(), {}, {});
+  const EncodedConversation internvl = encode_conversation({"internvl2_5", "", conversation.turns}, qwen2_tokenizer(), {}, {});
   cut_internvl.max_length = static_cast<int64_t>(internvl.input_ids.size()) - 3;
-  const EncodedConversation internvl_cut = encode_conversation({"internvl2_5", "", conversation.turns}, qwen2(), {}, cut_internvl);
+  const EncodedConversation internvl_cut = encode_conversation({"internvl2_5", "", conversation.turns}, qwen2_tokenizer(), {}, cut_internvl);
   CHECK(internvl_cut.truncated);
   CHECK(internvl_cut.labels == slice(internvl.labels, 0, internvl.labels.size() - 3));
 }
@@ -502,23 +487,23 @@ TEST_CASE("sample rules: <image>\\n in front for one image, shared tile budget f
   ConversationImages one;
   one.tiles_per_image = {2};
   const Conversation plain{"Hermes-2", "", {{"Describe.", "A cat."}}};
-  const EncodedConversation single = encode_sample(SampleKind::single_image, plain, one, qwen2(), options);
+  const EncodedConversation single = encode_sample(SampleKind::single_image, plain, one, qwen2_tokenizer(), options);
   const Conversation tagged{"Hermes-2", "", {{"<image>\nDescribe.", "A cat."}}};
-  CHECK(single.input_ids == encode_conversation(tagged, qwen2(), {2}, options).input_ids);
+  CHECK(single.input_ids == encode_conversation(tagged, qwen2_tokenizer(), {2}, options).input_ids);
   CHECK(single.input_ids.size() < 200);  // never padded
 
   ConversationImages two;
   two.tiles_per_image = {1, 3};
   const Conversation pair{"Hermes-2", "", {{"Image-1: <image>\nImage-2: <image>\nSame?", "No."}}};
-  const EncodedConversation multi = encode_sample(SampleKind::multi_image, pair, two, qwen2(), options);
+  const EncodedConversation multi = encode_sample(SampleKind::multi_image, pair, two, qwen2_tokenizer(), options);
   CHECK(multi.input_ids.size() == 200);  // group_by_length False: padded to max_length
   CHECK(std::count(multi.input_ids.begin(), multi.input_ids.end(), 151648) == 16);
-  CHECK(encode_sample(SampleKind::multi_image, pair, two, qwen2(), options, true).input_ids.size() < 200);
-  CHECK_THROWS_WITH(encode_sample(SampleKind::multi_image, plain, two, qwen2(), options), HasSubstr("0 \"<image>\" tag(s) but 2 image(s)"));
+  CHECK(encode_sample(SampleKind::multi_image, pair, two, qwen2_tokenizer(), options, true).input_ids.size() < 200);
+  CHECK_THROWS_WITH(encode_sample(SampleKind::multi_image, plain, two, qwen2_tokenizer(), options), HasSubstr("0 \"<image>\" tag(s) but 2 image(s)"));
 
   const Conversation text{"Hermes-2", "", {{"What does <image> mean?", "A tag."}}};
-  const EncodedConversation text_only = encode_sample(SampleKind::text_only, text, {}, qwen2(), options);
-  CHECK(text_only.input_ids == qwen2().encode(conversation_text(text)));
+  const EncodedConversation text_only = encode_sample(SampleKind::text_only, text, {}, qwen2_tokenizer(), options);
+  CHECK(text_only.input_ids == qwen2_tokenizer().encode(conversation_text(text)));
   CHECK(std::count(text_only.input_ids.begin(), text_only.input_ids.end(), 151648) == 0);
   CHECK(text_only.tiles_per_image.empty());
 }
@@ -530,7 +515,7 @@ TEST_CASE("bad conversations and images are errors that say what is wrong", "[co
   options.num_image_token = 4;
   const auto error_of = [&](const Conversation& conversation, const std::vector<int64_t>& tiles, const ConversationOptions& with) {
     try {
-      encode_conversation(conversation, qwen2(), tiles, with);
+      encode_conversation(conversation, qwen2_tokenizer(), tiles, with);
     } catch (const std::exception& e) {
       return std::string(e.what());
     }
@@ -564,9 +549,9 @@ TEST_CASE("bad conversations and images are errors that say what is wrong", "[co
     CHECK_THAT(error_of(c.conversation, c.tiles, c.options), HasSubstr(c.message));
   }
   // Where Python's `part1, part2 = info.split(roles[0])` raises, so do we.
-  CHECK_THROWS_WITH(encode_conversation({"internlm2-chat", "", {{"Q", "A<|im_start|>assistant\nB"}}}, internlm2(), {}, {}),
+  CHECK_THROWS_WITH(encode_conversation({"internlm2-chat", "", {{"Q", "A<|im_start|>assistant\nB"}}}, internlm2_tokenizer(), {}, {}),
                     HasSubstr("user roles instead of 1"));
-  CHECK_THROWS_WITH(encode_prompt({"Hermes-2", "", {}}, "<image> and <image>", qwen2(), {1}, 4), HasSubstr("more \"<image>\" tags"));
+  CHECK_THROWS_WITH(encode_prompt({"Hermes-2", "", {}}, "<image> and <image>", qwen2_tokenizer(), {1}, 4), HasSubstr("more \"<image>\" tags"));
 
   // Image files: a missing one is named; the sample kinds take their number of paths.
   const std::string missing = kTrainDir + "/data/images/mathv/no_such_image.jpg";

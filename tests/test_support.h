@@ -1,5 +1,5 @@
-// Shared by the tests: tensor comparisons, a temporary directory that cleans up after itself, and
-// running a command line.
+// Shared by the tests: tensor comparisons, reading a file, the official tokenizers loaded once, a
+// temporary directory that cleans up after itself, and running a command line.
 #pragma once
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -11,9 +11,11 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
+#include "llm/tokenizer.h"
 #include "tensor/tensor.h"
 #include "tests/catch.h"
 
@@ -34,6 +36,26 @@ inline double max_rel_error(const ivl::Tensor& got, const ivl::Tensor& want) {
   for (size_t i = 0; i < a.size(); ++i) diff = std::max(diff, std::abs(a[i] - b[i])), scale = std::max(scale, std::abs(b[i]));
   return diff / std::max(scale, 1e-30);
 }
+
+// The whole file as bytes; a file that cannot be read fails the test.
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  REQUIRE(in.good());
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+#ifdef IVL_SHARED_DIR
+// The official tokenizers in ../shared/assets, each loaded once for all the tests that only read it
+// (loading parses 150k merges).
+inline const ivl::Tokenizer& qwen2_tokenizer() {
+  static const auto tokenizer = ivl::load_tokenizer(std::string(IVL_SHARED_DIR) + "/assets/tokenizers/qwen2");
+  return *tokenizer;
+}
+inline const ivl::Tokenizer& internlm2_tokenizer() {
+  static const auto tokenizer = ivl::load_tokenizer(std::string(IVL_SHARED_DIR) + "/assets/tokenizers/internlm2");
+  return *tokenizer;
+}
+#endif
 
 // A fresh directory under the system temp folder for one test, removed with everything in it when
 // the test ends.
