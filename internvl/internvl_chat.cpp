@@ -1,6 +1,7 @@
 // InternVLChat assembly and loading (see internvl_chat.h).
 #include "internvl/internvl_chat.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
@@ -146,6 +147,17 @@ SharedTiles share_identical_tiles(const Tensor& pixel_values, const Tensor& ids,
   if (!keep.empty()) out.pixel_values = index_select(pixel_values, 0, Tensor::from_vector(keep, {static_cast<int64_t>(keep.size())}));
   out.batch_tile_source = Tensor::from_vector(source, {tiles});
   return out;
+}
+
+void apply_freezing(const InternVLChatConfig& config, ParameterSet& params, const FreezeOptions& options) {
+  if (options.freeze_backbone) params.freeze("vision_model.");
+  if (options.freeze_llm) params.freeze("language_model.");
+  if (options.freeze_mlp) params.freeze("mlp1.");
+  if (options.unfreeze_vit_layers != 0) {  // layers[k:], Python's slice
+    const int64_t L = config.vision.num_layers, k = options.unfreeze_vit_layers;
+    for (int64_t i = std::clamp<int64_t>(k < 0 ? L + k : k, 0, L); i < L; ++i)
+      params.unfreeze("vision_model.encoder.layers." + std::to_string(i) + ".");
+  }
 }
 
 LoadedModel load_internvl(const std::string& model_dir, const std::string& weights) {

@@ -81,6 +81,21 @@ class InternVLChat {
   Decoder llm_;
 };
 
+// The official freezing flags (internvl_chat_finetune.py / _mpo.py), applied in their order:
+// --freeze_backbone freezes vision_model.*, --freeze_llm language_model.*, --freeze_mlp mlp1.*, then
+// --unfreeze_vit_layers k makes vision_model.encoder.layers[k:] trainable again (a Python slice: k < 0
+// counts from the end; 0 means none). --unfreeze_lm_head has no counterpart: the official code sets
+// `lm_head.requires_grad = True` on the nn.Linear module object, a plain attribute that changes no
+// parameter, so the flag does nothing there and nothing here. (Not done here either: ViT layers past
+// select_layer get no gradient officially, grad None, which plain torch's AdamW skips, while ours
+// sees zeros and decays them; every published config has select_layer -1. A caller matching a run
+// with another select_layer without DeepSpeed would freeze them.)
+struct FreezeOptions {
+  bool freeze_backbone = false, freeze_llm = false, freeze_mlp = false;
+  int64_t unfreeze_vit_layers = 0;
+};
+void apply_freezing(const InternVLChatConfig& config, ParameterSet& params, const FreezeOptions& options);
+
 // A model directory as published: config.json plus model.safetensors (or shards with an index).
 struct LoadedModel {
   InternVLChatConfig config;

@@ -92,7 +92,8 @@ Decoder::Decoder(const LlmConfig& config, ParameterSet& params, const std::strin
   }
   final_norm_ = RMSNorm(params, prefix + "model.norm", H, config.rms_norm_eps);
   if (!config.tie_word_embeddings)  // optional: a checkpoint without it falls back to the embedding
-    head_ = params.declare(prefix + (qwen ? "lm_head.weight" : "output.weight"), {config.vocab_size, H}, /*optional=*/true);
+    head_ = params.declare(prefix + (qwen ? "lm_head.weight" : "output.weight"), {config.vocab_size, H}, /*optional=*/true,
+                           ParameterModule::linear);
 }
 
 Tensor Decoder::embed(const Tensor& ids) const { return embed_tokens_(ids); }

@@ -4,23 +4,23 @@
 namespace ivl {
 
 Linear::Linear(ParameterSet& params, const std::string& name, int64_t in, int64_t out, bool has_bias) {
-  weight = params.declare(name + ".weight", {out, in});
-  if (has_bias) bias = params.declare(name + ".bias", {out});
+  weight = params.declare(name + ".weight", {out, in}, false, ParameterModule::linear);
+  if (has_bias) bias = params.declare(name + ".bias", {out}, false, ParameterModule::linear);
 }
 
 Tensor Linear::operator()(const Tensor& x) const { return linear(x, weight, bias.present() ? bias.tensor() : Tensor()); }
 
 LayerNorm::LayerNorm(ParameterSet& params, const std::string& name, int64_t dim, double eps_) : eps(eps_) {
-  weight = params.declare(name + ".weight", {dim});
-  bias = params.declare(name + ".bias", {dim});
+  weight = params.declare(name + ".weight", {dim}, false, ParameterModule::layer_norm);
+  bias = params.declare(name + ".bias", {dim}, false, ParameterModule::layer_norm);
 }
 
 RMSNorm::RMSNorm(ParameterSet& params, const std::string& name, int64_t dim, double eps_) : eps(eps_) {
-  weight = params.declare(name + ".weight", {dim});
+  weight = params.declare(name + ".weight", {dim}, false, ParameterModule::rms_norm);
 }
 
 Embedding::Embedding(ParameterSet& params, const std::string& name, int64_t vocab, int64_t dim) {
-  weight = params.declare(name + ".weight", {vocab, dim});
+  weight = params.declare(name + ".weight", {vocab, dim}, false, ParameterModule::embedding);
 }
 
 GeluMLP::GeluMLP(ParameterSet& params, const std::string& fc1_name, const std::string& fc2_name, int64_t dim, int64_t hidden)

@@ -16,6 +16,8 @@ class Linear {
   Parameter weight, bias;  // [out, in], [out] (absent without bias)
 };
 
+// Its parameters are tagged ParameterModule::layer_norm, which exempts them from the HF Trainer's
+// weight decay: use it exactly where the official model has an nn.LayerNorm (RMSNorm's are decayed).
 class LayerNorm {
  public:
   LayerNorm() = default;

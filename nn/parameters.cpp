@@ -1,4 +1,5 @@
-// ParameterSet: declaration, the flat buffer, checkpoint loading with one complete error report.
+// ParameterSet: declaration, the flat buffer, checkpoint loading with one complete error report,
+// per-parameter trainability.
 #include "nn/parameters.h"
 
 #include <algorithm>
@@ -16,13 +17,13 @@ const Tensor& Parameter::tensor() const {
   return slot_->tensor;
 }
 
-Parameter ParameterSet::declare(const std::string& name, const Shape& shape, bool optional) {
+Parameter ParameterSet::declare(const std::string& name, const Shape& shape, bool optional, ParameterModule module) {
   if (index_.count(name)) fail("parameter '" + name + "' is declared twice");
   for (int64_t d : shape)
     if (d <= 0) fail("parameter '" + name + "' has an invalid shape " + shape_str(shape));
   Parameter p;
   p.slot_ = std::make_shared<Parameter::Slot>();
-  p.slot_->name = name, p.slot_->shape = shape, p.slot_->optional = optional;
+  p.slot_->name = name, p.slot_->shape = shape, p.slot_->optional = optional, p.slot_->module = module;
   index_[name] = parameters_.size();
   parameters_.push_back(p);
   return p;
@@ -48,6 +49,7 @@ void ParameterSet::allocate(const std::vector<bool>& present) {
     if (present[i]) total += shape_numel(parameters_[i].shape());
   flat_ = Tensor::zeros({total}, dtype_);
   flat_grad_ = Tensor();
+  requires_grad_ = false;  // the new leaves do not require grad yet
   int64_t offset = 0;
   for (size_t i = 0; i < parameters_.size(); ++i) {
     Parameter::Slot& slot = *parameters_[i].slot_;
@@ -59,9 +61,13 @@ void ParameterSet::allocate(const std::vector<bool>& present) {
   }
 }
 
+// Trainable parameters get their view of the gradient buffer; frozen ones none (PyTorch's grad None).
 void ParameterSet::attach_grads() const {
-  for (const Parameter& p : parameters_)
-    if (p.present()) p.tensor().set_grad(make_view(flat_grad_, p.shape(), contiguous_strides(p.shape()), p.offset()));
+  for (const Parameter& p : parameters_) {
+    if (!p.present()) continue;
+    if (p.trainable()) p.tensor().set_grad(make_view(flat_grad_, p.shape(), contiguous_strides(p.shape()), p.offset()));
+    else p.tensor().set_grad(Tensor());
+  }
 }
 
 void ParameterSet::allocate_zeros() { allocate(std::vector<bool>(parameters_.size(), true)); }
@@ -114,18 +120,41 @@ void ParameterSet::load(const SafetensorsCheckpoint& checkpoint) {
 
 void ParameterSet::set_requires_grad(bool on) {
   if (!flat_.defined()) fail("set_requires_grad: the parameters have not been loaded or allocated");
+  requires_grad_ = on;
   for (Parameter& p : parameters_)
-    if (p.present()) p.slot_->tensor.set_requires_grad(on);
-  if (on && !flat_grad_.defined()) {
-    flat_grad_ = Tensor::zeros(flat_.shape(), dtype_, flat_.device());
-    attach_grads();
-  }
+    if (p.present()) p.slot_->tensor.set_requires_grad(on && p.trainable());
+  if (!on) return;
+  if (!flat_grad_.defined()) flat_grad_ = Tensor::zeros(flat_.shape(), dtype_, flat_.device());
+  attach_grads();
 }
 
 void ParameterSet::zero_grad() {
   if (!flat_grad_.defined()) return;
   fill_into(flat_grad_, 0.0);
   attach_grads();
+}
+
+void ParameterSet::set_trainable(const std::function<bool(const Parameter&)>& which) {
+  for (Parameter& p : parameters_) p.slot_->trainable = which(p);
+  if (requires_grad_) set_requires_grad(true);  // frozen ones stop requiring grad and lose their .grad
+}
+
+void ParameterSet::set_trainable_by_prefix(const std::string& prefix, bool trainable, const char* what) {
+  bool matched = false;
+  for (const Parameter& p : parameters_) matched = matched || p.name().rfind(prefix, 0) == 0;
+  if (!matched) fail(std::string(what) + ": no parameter name starts with '" + prefix + "' (" + std::to_string(parameters_.size()) +
+                     " parameters, the first '" + (parameters_.empty() ? std::string() : parameters_[0].name()) + "')");
+  set_trainable([&](const Parameter& p) { return p.name().rfind(prefix, 0) == 0 ? trainable : p.trainable(); });
+}
+
+void ParameterSet::freeze(const std::string& prefix) { set_trainable_by_prefix(prefix, false, "freeze"); }
+void ParameterSet::unfreeze(const std::string& prefix) { set_trainable_by_prefix(prefix, true, "unfreeze"); }
+
+int64_t ParameterSet::trainable_numel() const {
+  int64_t n = 0;
+  for (const Parameter& p : parameters_)
+    if (p.present() && p.trainable()) n += shape_numel(p.shape());
+  return n;
 }
 
 }  // namespace ivl

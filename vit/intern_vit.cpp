@@ -56,8 +56,8 @@ InternViT::InternViT(const VisionConfig& config, ParameterSet& params, const std
   const int64_t C = config.hidden_size, p = config.patch_size, grid = config.grid();
   const std::string e = prefix + "embeddings.";
   class_embedding = params.declare(e + "class_embedding", {1, 1, C});
-  patch_weight_ = params.declare(e + "patch_embedding.weight", {C, config.num_channels, p, p});
-  patch_bias_ = params.declare(e + "patch_embedding.bias", {C});
+  patch_weight_ = params.declare(e + "patch_embedding.weight", {C, config.num_channels, p, p}, false, ParameterModule::convolution);
+  patch_bias_ = params.declare(e + "patch_embedding.bias", {C}, false, ParameterModule::convolution);
   position_embedding = params.declare(e + "position_embedding", {1, 1 + grid * grid, C});
   for (int64_t i = 0; i < config.num_layers; ++i) {
     const std::string l = prefix + "encoder.layers." + std::to_string(i) + ".";
