@@ -56,8 +56,7 @@ Meta read_meta(const std::string& path, int64_t batch) {
   meta.mpo.beta = c.number("beta", 0.1);
   if (c.has("loss_weights")) {
     const ConfigReader w = c.child("loss_weights");
-    meta.mpo.weight_dpo = w.number("dpo_sigmoid", 0.8);
-    meta.mpo.weight_bco = w.number("bco_pair", 0.2);
+    meta.mpo.terms = {{PreferenceLoss::sigmoid, w.number("dpo_sigmoid", 0.8)}, {PreferenceLoss::bco_pair, w.number("bco_pair", 0.2)}};
     meta.mpo.weight_sft = w.number("sft", 1.0);
   }
   for (const auto* key : {"chosen_rows", "rejected_rows"}) {
