@@ -161,11 +161,16 @@ void apply_freezing(const InternVLChatConfig& config, ParameterSet& params, cons
 }
 
 LoadedModel load_internvl(const std::string& model_dir, const std::string& weights) {
+  return load_internvl(InternVLChatConfig::from_file((std::filesystem::path(model_dir) / "config.json").string()),
+                       weights.empty() ? model_dir : weights);
+}
+
+LoadedModel load_internvl(const InternVLChatConfig& config, const std::string& weights) {
   LoadedModel loaded;
-  loaded.config = InternVLChatConfig::from_file((std::filesystem::path(model_dir) / "config.json").string());
+  loaded.config = config;
   loaded.params = std::make_unique<ParameterSet>();
   loaded.model = std::make_unique<InternVLChat>(loaded.config, *loaded.params);
-  loaded.params->load(SafetensorsCheckpoint(weights.empty() ? model_dir : weights));
+  loaded.params->load(SafetensorsCheckpoint(weights));
   return loaded;
 }
 

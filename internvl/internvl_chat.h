@@ -104,5 +104,8 @@ struct LoadedModel {
 };
 // Loads `weights` (a .safetensors file or a directory; default: the model directory itself).
 LoadedModel load_internvl(const std::string& model_dir, const std::string& weights = "");
+// The model of `config` (a config.json read and then changed, as the trainer's flags do) with the
+// weights of `weights` (a .safetensors file or a model directory).
+LoadedModel load_internvl(const InternVLChatConfig& config, const std::string& weights);
 
 }  // namespace ivl

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -391,6 +392,59 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   const std::string directory = std::filesystem::path(path).parent_path().string();
   FileDescriptor directory_fd(::open(directory.empty() ? "." : directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (directory_fd.fd >= 0) ::fsync(directory_fd.fd);
+}
+
+void write_file_atomically(const std::string& path, const std::string& text) {
+  const std::string temporary = path + ".tmp." + std::to_string(::getpid());
+  FileDescriptor file(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (file.fd < 0) fail("cannot create '" + temporary + "': " + system_error_text());
+  try {
+    write_all(file.fd, text.data(), text.size(), temporary);
+    if (::fsync(file.fd) != 0) fail("cannot fsync '" + temporary + "': " + system_error_text());
+    if (::close(file.release()) != 0) fail("cannot close '" + temporary + "': " + system_error_text());
+    if (::rename(temporary.c_str(), path.c_str()) != 0) fail("cannot rename '" + temporary + "' to '" + path + "': " + system_error_text());
+  } catch (...) {
+    ::unlink(temporary.c_str());
+    throw;
+  }
+}
+
+std::vector<std::string> save_safetensors_sharded(const std::string& directory, const std::vector<std::pair<std::string, Tensor>>& tensors,
+                                                  uint64_t max_shard_bytes, const std::map<std::string, std::string>& metadata) {
+  namespace fs = std::filesystem;
+  std::vector<std::vector<std::pair<std::string, Tensor>>> shards(1);
+  uint64_t shard_bytes = 0, total = 0;
+  for (const auto& named : tensors) {
+    const uint64_t bytes = named.second.nbytes();
+    if (!shards.back().empty() && shard_bytes + bytes > max_shard_bytes) shards.emplace_back(), shard_bytes = 0;
+    shards.back().push_back(named);
+    shard_bytes += bytes, total += bytes;
+  }
+  // What an earlier save left that this one does not overwrite would mislead a loader.
+  std::error_code error;
+  for (const auto& entry : fs::directory_iterator(directory, error)) {
+    const std::string name = entry.path().filename().string();
+    if ((name.rfind("model-", 0) == 0 && entry.path().extension() == ".safetensors") || name == "model.safetensors.index.json" ||
+        (shards.size() > 1 && name == "model.safetensors"))
+      fs::remove(entry.path(), error);
+  }
+  std::vector<std::string> written;
+  if (shards.size() == 1) {
+    written.push_back((fs::path(directory) / "model.safetensors").string());
+    save_safetensors(written.back(), shards[0], metadata);
+    return written;
+  }
+  nlohmann::ordered_json index = {{"metadata", {{"total_size", total}}}, {"weight_map", nlohmann::ordered_json::object()}};
+  char name[64];
+  for (size_t k = 0; k < shards.size(); ++k) {
+    std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", k + 1, shards.size());
+    written.push_back((fs::path(directory) / name).string());
+    save_safetensors(written.back(), shards[k], metadata);
+    for (const auto& named : shards[k]) index["weight_map"][named.first] = name;
+  }
+  written.push_back((fs::path(directory) / "model.safetensors.index.json").string());
+  write_file_atomically(written.back(), index.dump(2) + "\n");
+  return written;
 }
 
 // ---- SafetensorsCheckpoint ----

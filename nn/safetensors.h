@@ -72,6 +72,17 @@ class SafetensorsFile {
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
+// A model's weights into `directory` as save_pretrained lays them out: one model.safetensors when the
+// bytes fit in max_shard_bytes, else model-0000k-of-0000n.safetensors shards (tensors in the given
+// order, a new shard when the next would overflow) and model.safetensors.index.json ({"metadata":
+// {"total_size"}, "weight_map"}). Every file is written atomically; stale shards of an earlier save
+// with another count are removed. Returns the files written.
+std::vector<std::string> save_safetensors_sharded(const std::string& directory, const std::vector<std::pair<std::string, Tensor>>& tensors,
+                                                  uint64_t max_shard_bytes, const std::map<std::string, std::string>& metadata = {});
+
+// `text` into `path` atomically (temporary file, fsync, rename), as save_safetensors does.
+void write_file_atomically(const std::string& path, const std::string& text);
+
 // A model's weights: one .safetensors file, or a directory holding model.safetensors or shards listed
 // by model.safetensors.index.json. Each shard is opened once; every tensor lives in exactly one shard.
 class SafetensorsCheckpoint {
