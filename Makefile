@@ -2,6 +2,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
+CTEST_ARGS ?=
 
 .PHONY: all configure test bench gpu-check fuzz clean
 
@@ -13,7 +14,7 @@ configure:
 
 # ctest does not show a skipped test's output: print the reason each skipped test gave.
 test: all
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 	@grep -h '^SKIPPED' $(BUILD)/Testing/Temporary/LastTest.log || true
 
 bench: all

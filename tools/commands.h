@@ -20,5 +20,6 @@ std::vector<Command> bench_commands();  // tools/cmd_bench.cpp: bench gemm, benc
 Command preprocess_command();           // tools/cmd_preprocess.cpp
 Command tokenize_command();             // tools/cmd_tokenize.cpp
 Command devices_command();              // tools/ivl.cpp
+std::vector<Command> train_commands();  // tools/cmd_train.cpp: train-mpo, ref-logps
 
 }  // namespace ivl::cli

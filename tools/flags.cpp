@@ -144,8 +144,11 @@ std::map<std::string, std::string> read_flags_file(const std::string& path, cons
   if (!object.is_object()) throw FlagError(where + " must hold one JSON object {\"name\": value, ...}");
   for (const auto& [key, json_value] : object.items()) {
     std::string name = "--" + key;
-    std::replace(name.begin(), name.end(), '_', '-');
     const Flag* flag = find_flag(table, name);
+    if (!flag) {
+      std::replace(name.begin(), name.end(), '_', '-');
+      flag = find_flag(table, name);
+    }
     if (!flag) {  // only the table's flags: a file names neither --help nor another --flags file
       std::vector<std::string> names;
       for (const Flag& known : table.flags) names.push_back(known.name);
@@ -196,6 +199,8 @@ ParsedFlags parse_flags(const FlagTable& table, const Args& args) {
       value = arg.substr(equals + 1);
     } else if (i + 1 < args.size() && args[i + 1].rfind("--", 0) != 0) {
       value = args[++i];
+    } else if (!flag->implicit_value.empty()) {
+      value = flag->implicit_value;
     } else {
       throw FlagError(name + " needs a value: " + name + " " + flag->value_name);
     }
@@ -220,9 +225,14 @@ ParsedFlags parse_flags(const FlagTable& table, const Args& args) {
 std::string synopsis(const FlagTable& table) {
   std::string line = "ivl " + table.name;
   for (const std::string& positional : table.positionals) line += " " + positional;
+  const auto optional_count = std::count_if(table.flags.begin(), table.flags.end(), [](const Flag& f) { return f.need == Flag::optional; });
   for (const Flag::Need need : {Flag::required, Flag::optional})
     for (const Flag& flag : table.flags) {
       if (flag.need != need) continue;
+      if (need == Flag::optional && optional_count > 12) {  // a long table: its help lists them
+        line += " [flags]";
+        break;
+      }
       const std::string words = flag.value_name.empty() ? flag.name : flag.name + " " + flag.value_name;
       line += need == Flag::required ? " " + words : " [" + words + "]";
     }

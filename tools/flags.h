@@ -25,6 +25,9 @@ struct Flag {
   std::string default_value;  // as it would be typed; empty: no default (a switch's is "absent")
   std::string help;           // one line
   Need need = optional;
+  // The value of a flag given without one (`--do_train` for `--do_train True`, as Python's argparse
+  // reads the HF Trainer's booleans); empty: a value is required.
+  std::string implicit_value = "";
 };
 
 struct FlagTable {
@@ -75,8 +78,8 @@ class ParsedFlags {
 
 // The arguments after the command's name against its table: unknown flags (with the closest known
 // one), a missing value, a missing required flag, a wrong count of positionals are FlagErrors.
-// `--flags FILE` reads a JSON object {"max_tiles": 6, ...} (names without dashes, _ for -); what
-// the command line gives wins over the file.
+// `--flags FILE` reads a JSON object {"max_tiles": 6, ...} (names without dashes; a name is the
+// flag's as written, or with _ for -); what the command line gives wins over the file.
 ParsedFlags parse_flags(const FlagTable& table, const Args& args);
 
 // "ivl NAME POSITIONALS --required X [--optional N] ..."

@@ -30,6 +30,7 @@ using ivl::cli::Command;
 std::vector<Command> commands() {
   using namespace ivl::cli;
   std::vector<Command> all = {inspect_command(), gradcheck_command(), check_command()};
+  for (Command& train : train_commands()) all.push_back(std::move(train));
   for (Command& bench : bench_commands()) all.push_back(std::move(bench));
   for (Command command : {preprocess_command(), tokenize_command(), devices_command()}) all.push_back(std::move(command));
   return all;
