@@ -536,17 +536,21 @@ MpoTrainingSummary Trainer::run() {
       if (state_.global_step == 0 && m == 0 && !dropping && o_.ref_model_dir.empty() && first_step == 0) {
         // Policy = reference: every reward is 0, so each term has its value at 0.
         double expected = 0;
+        std::string terms;
         for (const PreferenceTerm& term : o_.loss.terms) {
           const double at_zero = term.type == PreferenceLoss::sigmoid ? std::log(2.0)
                                  : term.type == PreferenceLoss::hinge ? 1.0
                                  : term.type == PreferenceLoss::ipo   ? 1 / (4 * o_.loss.beta * o_.loss.beta)
                                                                       : 2 * std::log(2.0);
           expected += term.weight * at_zero;
+          char part[96];
+          std::snprintf(part, sizeof part, "%s%.4g x %s %.6f", terms.empty() ? "" : " + ", term.weight, preference_loss_name(term.type), at_zero);
+          terms += part;
         }
         expected += o_.loss.weight_sft * nll;
-        char line[256];
+        char line[512];
         std::snprintf(line, sizeof line, "check: policy = reference at the first micro-batch: expected loss %.6f (%s + %.4g x nll %.6f), measured %.6f",
-                      expected, o_.loss.terms.size() == 2 ? "0.8 ln 2 + 0.2 x 2 ln 2 for MPO" : "the terms at 0", o_.loss.weight_sft, nll, loss);
+                      expected, terms.c_str(), o_.loss.weight_sft, nll, loss);
         say(line);
       }
     }

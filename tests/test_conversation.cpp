@@ -201,7 +201,7 @@ TEST_CASE("the prompt and the training text of every template equal the official
 
 // ---- internlm2-chat with the InternLM2 tokenizer (InternVL2-2B, 8B) ----
 
-TEST_CASE("internlm2-chat: the answer tokens and their <|im_end|> are the labels; BOS, system and user are -100", "[conversation]") {
+TEST_CASE("internlm2-chat: the answer tokens and their <|im_end|> are the labels, BOS, system and user are -100", "[conversation]") {
   ConversationOptions options;
   options.num_image_token = 4;
   // preprocess_internlm strips every message: the spaces and newlines around both go.
@@ -338,7 +338,7 @@ class PrefixSpaceTokenizer final : public Tokenizer {
 
 }  // namespace
 
-TEST_CASE("phi3-chat: one turn labels the answer and <|end|>; BOS, header and <|endoftext|> are -100", "[conversation]") {
+TEST_CASE("phi3-chat: one turn labels the answer and <|end|>, BOS, header and <|endoftext|> are -100", "[conversation]") {
   TemporaryDirectory directory;
   const auto tokenizer = phi3_like_tokenizer(directory);
   const Conversation conversation{"phi3-chat", "", {{"What is 2 + 2?", "It is 4.<|endoftext|>"}}};
@@ -427,7 +427,7 @@ TEST_CASE("a tokenization mismatch sets every label to -100, unless the sequence
 
 // ---- truncation and padding ----
 
-TEST_CASE("truncation cuts ids and labels at max_length; padding adds the pad id with label -100", "[conversation]") {
+TEST_CASE("truncation cuts ids and labels at max_length, padding adds the pad id with label -100", "[conversation]") {
   const Conversation conversation{"internlm2-chat", "", {{"Count to ten.", "One two three four five six seven eight nine ten."}}};
   const EncodedConversation full = encode_conversation(conversation, internlm2_tokenizer(), {}, {});
   const int64_t length = static_cast<int64_t>(full.input_ids.size());
@@ -472,7 +472,7 @@ TEST_CASE("truncation cuts ids and labels at max_length; padding adds the pad id
 
 // ---- the samples of the official datasets ----
 
-TEST_CASE("sample rules: <image>\\n in front for one image, shared tile budget for several, text stays text", "[conversation]") {
+TEST_CASE("sample rules: <image> and a newline in front for one image, shared tile budget for several, text stays text", "[conversation]") {
   TileOptions dataset;
   dataset.max_tiles = 4;
   CHECK(sample_tile_options(SampleKind::single_image, 1, dataset).max_tiles == 4);

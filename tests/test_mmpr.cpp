@@ -155,7 +155,7 @@ TEST_CASE("MMPR: relative paths resolve against the working directory, not the m
   CHECK_THAT(error_of(kTrainDir + "/data/meta.json"), HasSubstr("dataset 'mathv_testmini_pairs_vqa_correctness_rules': annotation file"));
 }
 
-TEST_CASE("MMPR: image paths join the root as os.path.join does; s3:// paths are appended", "[mmpr]") {
+TEST_CASE("MMPR: image paths join the root as os.path.join does, s3:// paths are appended", "[mmpr]") {
   CHECK(join_image_path("data/images", "a.jpg") == "data/images/a.jpg");
   CHECK(join_image_path("data/images/", "a.jpg") == "data/images/a.jpg");
   CHECK(join_image_path("", "a.jpg") == "a.jpg");
@@ -309,7 +309,7 @@ TEST_CASE("MMPR: skip messages stop at 100 and end with the count of the rest", 
   CHECK(data.skip_messages[100] == "(50 more skipped lines not listed)");
 }
 
-TEST_CASE("MMPR: no usable record at all is an error; one empty dataset is not", "[mmpr]") {
+TEST_CASE("MMPR: no usable record at all is an error, one empty dataset is not", "[mmpr]") {
   MmprReadOptions skip;
   skip.skip_bad_records = true;
   const TemporaryDirectory dir("ivl_mmpr");

@@ -318,6 +318,52 @@ TEST_CASE("MPO loss: step-0 values, the reward shift, and the gradient formulas 
   }
 }
 
+TEST_CASE("MPO loss family: hinge, ipo on per-token log-probs, label-smoothed sigmoid, and --loss_type lists", "[model]") {
+  const Tensor pc = Tensor::from_vector<double>({-10, -25}, {2}), pr = Tensor::from_vector<double>({-14, -20}, {2});
+  const Tensor rc = Tensor::from_vector<double>({-11, -24}, {2}), rr = Tensor::from_vector<double>({-13, -22}, {2});
+  const Tensor chosen_tokens = Tensor::from_vector<int64_t>({4, 5}, {2}), rejected_tokens = Tensor::from_vector<int64_t>({8, 2}, {2});
+  const MpoInputs inputs{pc, pr, rc, rr, chosen_tokens, rejected_tokens};
+  const double beta = 0.2, c[] = {-10, -25}, r[] = {-14, -20}, c0[] = {-11, -24}, r0[] = {-13, -22}, nc[] = {4, 5}, nr[] = {8, 2};
+  auto log_sigmoid = [](double x) { return -std::log1p(std::exp(-x)); };
+  MpoConfig config;
+  config.beta = beta, config.weight_sft = 0;
+
+  config.terms = {{PreferenceLoss::hinge, 1}};
+  std::vector<double> got = mpo_loss(inputs, config, 0).hinge.to_doubles();
+  for (size_t i = 0; i < 2; ++i) CHECK(std::abs(got[i] - std::max(0.0, 1 - beta * ((c[i] - c0[i]) - (r[i] - r0[i])))) < 1e-12);
+
+  config.terms = {{PreferenceLoss::ipo, 1}};
+  config.length_normalized = true;  // what --loss_type ipo alone does
+  got = mpo_loss(inputs, config, 0).ipo.to_doubles();
+  for (size_t i = 0; i < 2; ++i) {
+    const double u = (c[i] - c0[i]) / nc[i] - (r[i] - r0[i]) / nr[i];
+    CHECK(std::abs(got[i] - (u - 1 / (2 * beta)) * (u - 1 / (2 * beta))) < 1e-12);
+  }
+  config.length_normalized = false;
+
+  config.terms = {{PreferenceLoss::sigmoid, 1}};
+  config.label_smoothing = 0.1;
+  const MpoLoss smoothed = mpo_loss(inputs, config, 0);
+  got = smoothed.dpo.to_doubles();
+  for (size_t i = 0; i < 2; ++i) {
+    const double u = beta * ((c[i] - c0[i]) - (r[i] - r0[i]));
+    CHECK(std::abs(got[i] - (-(1 - 0.1) * log_sigmoid(u) - 0.1 * log_sigmoid(-u))) < 1e-12);
+  }
+  CHECK(std::abs(smoothed.loss.item() - (got[0] + got[1]) / 2) < 1e-12);  // no SFT term with rpo_alpha 0
+
+  // --loss_type: one name has weight 1 whatever its weight flag says (the official single-type path);
+  // a list takes each <type>_loss_weight; unknown and repeated names are errors.
+  const auto weights = [](const std::string& name) { return name == "sigmoid" ? 0.8 : name == "bco_pair" ? 0.2 : 0.5; };
+  const std::vector<PreferenceTerm> one = parse_loss_types("sigmoid", weights);
+  REQUIRE(one.size() == 1);
+  CHECK(one[0].weight == 1);
+  const std::vector<PreferenceTerm> mpo = parse_loss_types("sigmoid,bco_pair", weights);
+  REQUIRE(mpo.size() == 2);
+  CHECK((mpo[0].type == PreferenceLoss::sigmoid && mpo[0].weight == 0.8 && mpo[1].type == PreferenceLoss::bco_pair && mpo[1].weight == 0.2));
+  CHECK_THROWS_WITH(parse_loss_types("sigmoid,kto", weights), HasSubstr("'kto'"));
+  CHECK_THROWS_WITH(parse_loss_types("hinge,hinge", weights), HasSubstr("twice"));
+}
+
 TEST_CASE("loading lists every missing, unexpected and mis-shaped tensor in one error", "[model]") {
   const TemporaryDirectory temp("ivl_test_loader");
   const std::string dir = temp.str();

@@ -3,10 +3,11 @@
 // fixture's folder with the official flags; then resume, export, the reference cache and the BCO
 // shift per step, each against a plain run.
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <cstring>
+#include <set>
 #include <sstream>
 
 #include "internvl/internvl_chat.h"
@@ -298,7 +299,7 @@ TEST_CASE("train-mpo: with the BCO shift updated per step, 1 x 4 pairs and 4 x 1
   CHECK(std::abs(official[3] - one_by_four[0]) <= 1e-6 * std::max(1.0, std::abs(one_by_four[0])));  // the cumulative mean ends equal
 }
 
-TEST_CASE("train-mpo: bad images stop with file:line or are skipped; pairs left without a scored token are skipped", "[trainer]") {
+TEST_CASE("train-mpo: bad images stop with file:line or are skipped, pairs left without a scored token are skipped", "[trainer]") {
   const json golden = json::parse(read_file(kTrainDir + "/golden.json"));
   TemporaryDirectory data("ivl_train_data");
   data.write("broken.jpg", "not a jpeg at all");
@@ -401,4 +402,27 @@ TEST_CASE("train-mpo learns MATH-Vision pairs: 50 steps on the CPU, the loss fal
   REQUIRE(b.size() == a.size());
   for (size_t s = 0; s < a.size(); ++s)
     for (const char* key : {"loss", "grad_norm", "delta", "rewards/margins"}) CHECK(a[s].at(key).get<double>() == b[s].at(key).get<double>());
+}
+
+TEST_CASE("train-mpo: the exported model is sharded above --max_shard_size and --save_total_limit keeps the newest checkpoints", "[trainer]") {
+  const json golden = json::parse(read_file(kTrainDir + "/golden.json"));
+  Run run;
+  std::tie(run.output, run.code) = run_command(golden_command(
+      golden.at("flags"), run.out.str(),
+      {{"--max_steps", "2"}, {"--save_strategy", "steps"}, {"--save_steps", "1"}, {"--save_total_limit", "1"}, {"--max_shard_size", "2000000"}}));
+  INFO(run.output);
+  REQUIRE(run.code == 0);
+  CHECK_FALSE(fs::exists(run.out.file("checkpoint-1")));
+  CHECK(fs::exists(run.out.file("checkpoint-2/trainer_state.json")));
+  // 2.5 M parameters in bf16 are 5 MB: three shards of at most 2 MB (a tensor larger than that gets
+  // a shard of its own) and the index.
+  const json index = json::parse(read_file(run.out.file("model.safetensors.index.json")));
+  std::set<std::string> shards;
+  for (const auto& [name, shard] : index.at("weight_map").items()) shards.insert(shard.get<std::string>());
+  CHECK(shards.size() >= 3);
+  CHECK_FALSE(fs::exists(run.out.file("model.safetensors")));
+  const LoadedModel exported = load_internvl(run.out.str());
+  const SafetensorsFile last(run.out.file("checkpoint-2/model.safetensors"));
+  for (const Parameter& p : exported.params->parameters())
+    if (p.present()) CHECK(max_abs_diff(p.tensor(), last.get(p.name()).to(DType::bf16).to(DType::f32)) == 0);
 }

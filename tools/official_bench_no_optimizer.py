@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """../shared/bench/official_cpu.py with its AdamW step replaced by a step that does nothing.
 
-`ivl bench mpo-step` measures the reference log-probs, the policy forward and the backward; the
-official script's mpo-step also runs torch.optim.AdamW, whose two moment buffers (8 bytes a
-parameter) do not fit next to the two InternVL2-1B models in 24 GiB. This runs the official script
-unchanged otherwise (same arguments), so the two measure the same work. Developer check only:
+The official script's mpo-step runs torch.optim.AdamW, whose two moment buffers (8 bytes a
+parameter) do not fit next to its two InternVL2-1B models in 23 GiB. This runs the official script
+unchanged otherwise (same arguments) with a step that does nothing: the time and memory of
+everything but the optimizer, a lower bound of the official step to put beside `ivl bench
+mpo-step` (which includes AdamW) where the whole official step cannot run.
+Developer check only:
   python3 tools/official_bench_no_optimizer.py --ref REF/internvl_chat --config tests/data/internvl2-1b/config.json mpo-step
 """
 import os
