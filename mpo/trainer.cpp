@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -135,6 +134,7 @@ class Trainer {
   void save_checkpoint();
   void resume(const fs::path& checkpoint);
   void export_model() const;
+  ReferenceKey key_of(const ParameterSet& reference) const;
   ReferenceKey reference_key();
 
   const MpoTrainingOptions& o_;
@@ -225,28 +225,26 @@ Tensor Trainer::reference_of(const PreferencePair& pair) {
   return Tensor::from_vector(std::vector<double>{entry.chosen, entry.rejected}, {2}).to(policy_.params->dtype());
 }
 
-ReferenceKey Trainer::reference_key() {
+// The reference's identity: its weights, the tokenizer files and the template. The encoding flags
+// change the pairs' tokens and pixels, which each pair's own fingerprint holds.
+ReferenceKey Trainer::key_of(const ParameterSet& reference) const {
   ReferenceKey key;
   key.template_name = o_.encoding.template_name;
   key.tokenizer = fingerprint_tokenizer_files(o_.model_dir);
-  if (o_.ref_model_dir.empty() && policy_.params) {
-    const Tensor& flat = policy_.params->flat();
-    key.weights = fingerprint_bytes(flat.data_ptr(), flat.nbytes());
-  } else {
-    const LoadedModel reference = load_internvl(o_.config, o_.ref_model_dir.empty() ? o_.model_dir : o_.ref_model_dir);
-    key.weights = fingerprint_bytes(reference.params->flat().data_ptr(), reference.params->flat().nbytes());
-  }
-  // The encoding flags change the pairs' tokens and pixels, which their own fingerprints hold.
+  key.weights = fingerprint_bytes(reference.flat().data_ptr(), reference.flat().nbytes());
   return key;
+}
+
+ReferenceKey Trainer::reference_key() {
+  // The start weights are the policy's before any resume: no second copy needed.
+  if (o_.ref_model_dir.empty() && policy_.params) return key_of(*policy_.params);
+  return key_of(*load_internvl(o_.config, o_.ref_model_dir.empty() ? o_.model_dir : o_.ref_model_dir).params);
 }
 
 int64_t Trainer::precompute(const std::string& cache_path) {
   if (!tokenizer_) setup(false);
   const LoadedModel reference = load_internvl(o_.config, o_.ref_model_dir.empty() ? o_.model_dir : o_.ref_model_dir);
-  ReferenceKey key;
-  key.template_name = o_.encoding.template_name;
-  key.tokenizer = fingerprint_tokenizer_files(o_.model_dir);
-  key.weights = fingerprint_bytes(reference.params->flat().data_ptr(), reference.params->flat().nbytes());
+  const ReferenceKey key = key_of(*reference.params);
   ReferenceCache cache(key);
   const auto n = static_cast<int64_t>(data_.records.size());
   const auto start = std::chrono::steady_clock::now();
