@@ -63,7 +63,7 @@ MpoBatch collate_pairs(const std::vector<const PreferencePair*>& pairs, const Co
   }
   const size_t T = std::max(chosen_length, rejected_length);
   std::vector<int64_t> ids(static_cast<size_t>(2 * P) * T), labels(ids.size(), kIgnoreLabel);
-  std::vector<uint8_t> mask(ids.size(), 0);
+  std::vector<int64_t> mask(ids.size(), 0);
   MpoBatch batch;
   batch.image_context_id = options.image_context_id;
   std::vector<Tensor> tiles;
@@ -93,7 +93,7 @@ MpoBatch collate_pairs(const std::vector<const PreferencePair*>& pairs, const Co
   const Shape shape{2 * P, static_cast<int64_t>(T)};
   batch.input_ids = Tensor::from_vector(ids, shape);
   batch.labels = Tensor::from_vector(labels, shape);
-  batch.attention_mask = Tensor::from_vector(mask, shape).to(DType::i64);
+  batch.attention_mask = Tensor::from_vector(mask, shape);
   if (!tiles.empty()) batch.pixel_values = tiles.size() == 1 ? tiles[0] : cat(tiles, 0);
   return batch;
 }

@@ -47,7 +47,7 @@ struct TrainerState {
   int64_t global_step = 0, epoch = 0, position = 0;  // the next pair is order(epoch)[position]
   int64_t micro_batches = 0, pairs = 0, skipped_records = 0, skipped_pairs = 0;
   RewardShift shift;
-  uint64_t drop_path_seed = 0, drop_path_offset = 0;
+  Generator drop_path;  // the vision tower's stochastic depth, (seed, offset)
 };
 
 json state_to_json(const TrainerState& s) {
@@ -59,7 +59,7 @@ json state_to_json(const TrainerState& s) {
           {"skipped_records", s.skipped_records},
           {"skipped_pairs", s.skipped_pairs},
           {"reward_shift", {{"mean", s.shift.mean}, {"var", s.shift.var}, {"count", s.shift.count}}},
-          {"drop_path_rng", {{"seed", s.drop_path_seed}, {"offset", s.drop_path_offset}}}};
+          {"drop_path_rng", {{"seed", s.drop_path.seed()}, {"offset", s.drop_path.offset()}}}};
 }
 
 TrainerState state_from_json(const json& j, const std::string& path) {
@@ -75,8 +75,7 @@ TrainerState state_from_json(const json& j, const std::string& path) {
     s.shift.mean = j.at("reward_shift").at("mean").get<double>();
     s.shift.var = j.at("reward_shift").at("var").get<double>();
     s.shift.count = j.at("reward_shift").at("count").get<double>();
-    s.drop_path_seed = j.at("drop_path_rng").at("seed").get<uint64_t>();
-    s.drop_path_offset = j.at("drop_path_rng").at("offset").get<uint64_t>();
+    s.drop_path.set_state(j.at("drop_path_rng").at("seed").get<uint64_t>(), j.at("drop_path_rng").at("offset").get<uint64_t>());
     return s;
   } catch (const json::exception& e) {
     throw std::invalid_argument(path + ": not a trainer state of this version (" + e.what() + ")");
@@ -146,7 +145,6 @@ class Trainer {
   std::unique_ptr<AdamW> optimizer_;
   CollateOptions collate_;
   TrainerState state_;
-  Generator drop_path_;
   std::vector<int64_t> order_;
   int64_t order_epoch_ = -1;
   int64_t max_steps_ = 0;
@@ -322,7 +320,6 @@ void Trainer::resume(const fs::path& checkpoint) {
     copy_into(exp_avg_sq.narrow(0, p.offset(), numel).reshape(p.shape()), moments.get("exp_avg_sq." + p.name()));
   }
   optimizer_->load_state(exp_avg, exp_avg_sq, j.at("adam_steps").get<int64_t>());
-  drop_path_.set_state(state_.drop_path_seed, state_.drop_path_offset);
   // metrics.jsonl keeps the steps up to the checkpoint; the rest will be written again.
   std::vector<std::string> kept;
   {
@@ -414,8 +411,7 @@ MpoTrainingSummary Trainer::run() {
   max_steps_ = o_.max_steps > 0 ? o_.max_steps : static_cast<int64_t>(std::ceil(o_.num_train_epochs * static_cast<double>(steps_per_epoch)));
   schedule_ = make_lr_schedule(o_.lr_scheduler_type, o_.learning_rate, max_steps_, o_.warmup_steps, o_.warmup_ratio);
 
-  state_.drop_path_seed = o_.seed ^ 0x64726f7070617468ULL;  // "droppath"
-  drop_path_.set_state(state_.drop_path_seed, 0);
+  state_.drop_path.set_state(o_.seed ^ 0x64726f7070617468ULL, 0);  // "droppath"
   if (!o_.resume_from_checkpoint.empty()) {
     fs::path checkpoint(o_.resume_from_checkpoint);
     if (o_.resume_from_checkpoint == "latest") {
@@ -456,12 +452,12 @@ MpoTrainingSummary Trainer::run() {
     MpoStepOptions step_options;
     step_options.loss = o_.loss;
     step_options.loss_scale = 1.0 / static_cast<double>(o_.gradient_accumulation_steps);
-    step_options.drop_path = dropping ? &drop_path_ : nullptr;
+    step_options.drop_path = dropping ? &state_.drop_path : nullptr;
     step_options.logits_means = true;
     if (o_.shift_per_step && o_.loss.uses_shift()) {
       // The step's mean reward first (no gradient; the drop-path stream replayed so that the real
       // pass sees the same masks), then one update that every micro-batch reads.
-      const Generator saved = drop_path_;
+      const Generator saved = state_.drop_path;
       double reward_sum = 0, weight = 0;
       for (size_t m = 0; m < batches.size(); ++m) {
         NoGrad no_grad;
@@ -471,7 +467,7 @@ MpoTrainingSummary Trainer::run() {
         const MpoStepResult r = mpo_step(*policy_.model, batches[m], references[m], scratch, probe);
         reward_sum += r.batch_reward_mean * static_cast<double>(micro[m].size()), weight += static_cast<double>(micro[m].size());
       }
-      drop_path_ = saved;
+      state_.drop_path = saved;
       state_.shift.update(reward_sum / weight);
       step_options.update_shift = [](RewardShift&, double) {};
     }
@@ -558,7 +554,6 @@ MpoTrainingSummary Trainer::run() {
                                "; stopped. The checkpoints written so far are intact.");
     optimizer_->step(lr);
     ++state_.global_step;
-    state_.drop_path_offset = drop_path_.offset();
 
     const auto M = static_cast<double>(batches.size());
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
@@ -597,8 +592,10 @@ MpoTrainingSummary Trainer::run() {
         (o_.save_strategy == "epoch" && epoch_end))
       save_checkpoint();
   }
-  if (o_.save_strategy != "no" && (checkpoints_in(o_.output_dir).empty() || checkpoints_in(o_.output_dir).back().first != state_.global_step))
-    save_checkpoint();
+  if (o_.save_strategy != "no") {
+    const auto saved = checkpoints_in(o_.output_dir);
+    if (saved.empty() || saved.back().first != state_.global_step) save_checkpoint();
+  }
   if (o_.export_model) export_model();
   summary.steps = state_.global_step;
   summary.micro_batches = state_.micro_batches;
