@@ -4,8 +4,10 @@
 #include "nn/optimizer.h"
 
 #include <cmath>
+#include <vector>
 
 #include "tensor/ops.h"
+#include "tensor/parallel.h"
 
 namespace ivl {
 
@@ -71,13 +73,15 @@ template <class T>
 void adamw_range(T* p, const T* g, T* m, T* v, int64_t n, T decay_factor, bool decay, const AdamScalars<T>& s) {
   const bool small_weight = std::abs(s.lerp_weight) < T(0.5);
   const T lerp_coefficient = small_weight ? s.lerp_weight : s.lerp_weight - T(1);
-  for (int64_t i = 0; i < n; ++i) {
-    if (decay) p[i] = p[i] * decay_factor;
-    m[i] = std::fma(lerp_coefficient, g[i] - m[i], small_weight ? m[i] : g[i]);
-    v[i] = std::fma(s.one_minus_beta2 * g[i], g[i], v[i] * s.beta2);
-    const T denom = std::sqrt(v[i]) / s.bias_correction2_sqrt + s.eps;
-    p[i] = p[i] + (s.minus_step_size * m[i]) / denom;
-  }
+  parallel_for(n, kElementwiseGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      if (decay) p[i] = p[i] * decay_factor;
+      m[i] = std::fma(lerp_coefficient, g[i] - m[i], small_weight ? m[i] : g[i]);
+      v[i] = std::fma(s.one_minus_beta2 * g[i], g[i], v[i] * s.beta2);
+      const T denom = std::sqrt(v[i]) / s.bias_correction2_sqrt + s.eps;
+      p[i] = p[i] + (s.minus_step_size * m[i]) / denom;
+    }
+  });
 }
 
 template <class T>
@@ -124,15 +128,23 @@ namespace {
 template <class T>
 double total_norm(const ParameterSet& params) {
   const T* const g = params.flat_grad().data<T>();
+  std::vector<const Parameter*> trainable;
+  for (const Parameter& parameter : params.parameters())
+    if (parameter.present() && parameter.trainable()) trainable.push_back(&parameter);
+  // One parameter per task (each summed in order), combined in parameter order: the same bits on any
+  // number of threads.
+  std::vector<double> norms(trainable.size());
+  parallel_for(static_cast<int64_t>(trainable.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      const Parameter& parameter = *trainable[static_cast<size_t>(k)];
+      const T* const x = g + parameter.offset();
+      double sum = 0;
+      for (int64_t i = 0, n = shape_numel(parameter.shape()); i < n; ++i) sum += static_cast<double>(x[i]) * static_cast<double>(x[i]);
+      norms[static_cast<size_t>(k)] = static_cast<double>(static_cast<T>(std::sqrt(sum)));
+    }
+  });
   double sum_of_squared_norms = 0;
-  for (const Parameter& parameter : params.parameters()) {
-    if (!parameter.present() || !parameter.trainable()) continue;
-    const T* const x = g + parameter.offset();
-    double sum = 0;
-    for (int64_t i = 0, n = shape_numel(parameter.shape()); i < n; ++i) sum += static_cast<double>(x[i]) * static_cast<double>(x[i]);
-    const auto norm = static_cast<double>(static_cast<T>(std::sqrt(sum)));
-    sum_of_squared_norms += norm * norm;
-  }
+  for (const double norm : norms) sum_of_squared_norms += norm * norm;
   return static_cast<double>(static_cast<T>(std::sqrt(sum_of_squared_norms)));
 }
 
@@ -142,7 +154,9 @@ void scale_gradients(const ParameterSet& params, T coefficient) {
   for (const Parameter& parameter : params.parameters()) {
     if (!parameter.present() || !parameter.trainable()) continue;
     T* const x = g + parameter.offset();
-    for (int64_t i = 0, n = shape_numel(parameter.shape()); i < n; ++i) x[i] = x[i] * coefficient;
+    parallel_for(shape_numel(parameter.shape()), kElementwiseGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) x[i] = x[i] * coefficient;
+    });
   }
 }
 

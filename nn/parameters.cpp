@@ -130,7 +130,15 @@ void ParameterSet::set_requires_grad(bool on) {
 
 void ParameterSet::zero_grad() {
   if (!flat_grad_.defined()) return;
-  fill_into(flat_grad_, 0.0);
+  // A trainable parameter's gradient is rewritten by the next backward: zeros are written over the
+  // resident pages (faulting them in again after handing them back costs more). The rest go back to
+  // the OS, so frozen parameters' gradients take no memory.
+  for (const Parameter& p : parameters_) {
+    if (!p.present()) continue;
+    const Tensor range = flat_grad_.narrow(0, p.offset(), shape_numel(p.shape()));
+    if (requires_grad_ && p.trainable()) fill_into(range, 0.0);
+    else release_into_zeros(range);
+  }
   attach_grads();
 }
 

@@ -1,10 +1,13 @@
 // Helpers shared by the CPU kernels of every op family: strided iteration, dtype dispatch, element
 // load/store for every dtype, and the device/dtype checks at op entry. Internal to tensor/.
 #pragma once
+#include <algorithm>
 #include <array>
 #include <string>
 #include <type_traits>
+#include <vector>
 
+#include "tensor/parallel.h"
 #include "tensor/tensor.h"
 
 namespace ivl::detail {
@@ -73,6 +76,35 @@ void for_each_row(const Shape& shape, const std::array<const Shape*, N>& strides
       index[d] = 0;
     }
   }
+}
+
+// for_each_row with the rows split over the engine's threads (parallel.h): for kernels whose rows
+// write disjoint memory (a freshly allocated dense output).
+template <size_t N, class Row>
+void parallel_for_each_row(const Shape& shape, const std::array<const Shape*, N>& strides, Row&& row) {
+  const size_t ndim = shape.size();
+  const int64_t numel = shape_numel(shape);
+  if (ndim == 0 || numel < 2 * kElementwiseGrain) return for_each_row<N>(shape, strides, row);
+  const int64_t n = shape[ndim - 1], rows = numel / n;
+  parallel_for(rows, std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(n, 1)), [&](int64_t begin, int64_t end) {
+    std::array<int64_t, N> base{}, inner{};
+    for (size_t k = 0; k < N; ++k) inner[k] = (*strides[k])[ndim - 1];
+    std::vector<int64_t> index(ndim, 0);
+    for (size_t d = ndim - 1, rest = static_cast<size_t>(begin); d-- > 0;) {  // unravel the first row
+      index[d] = static_cast<int64_t>(rest % static_cast<size_t>(shape[d]));
+      rest /= static_cast<size_t>(shape[d]);
+      for (size_t k = 0; k < N; ++k) base[k] += index[d] * (*strides[k])[d];
+    }
+    for (int64_t r = begin; r < end; ++r) {
+      row(base, n, inner);
+      for (size_t d = ndim - 1; d-- > 0;) {
+        for (size_t k = 0; k < N; ++k) base[k] += (*strides[k])[d];
+        if (++index[d] < shape[d]) break;
+        for (size_t k = 0; k < N; ++k) base[k] -= (*strides[k])[d] * shape[d];
+        index[d] = 0;
+      }
+    }
+  });
 }
 
 // Strides that read `t` as if it had `shape` (broadcast dims get stride 0).

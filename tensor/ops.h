@@ -67,6 +67,10 @@ void copy_into(const Tensor& dst, const Tensor& src);
 // accumulating gradients into a flat buffer's views.
 void add_into(const Tensor& dst, const Tensor& src);
 void fill_into(const Tensor& dst, double value);  // every element of dst = value; not recorded
+// dst = 0, not recorded; on storage from Tensor::zeros (mapped when large) the whole pages dst covers
+// go back to the OS instead, and read as zeros again. For memory that will stay unwritten a while
+// (frozen parameters' gradients); fill_into(dst, 0) is faster for memory about to be rewritten.
+void release_into_zeros(const Tensor& dst);
 Tensor to_dtype(const Tensor& x, DType dtype);     // differentiable between float dtypes
 Tensor to_device(const Tensor& x, Device device);  // differentiable
 Tensor contiguous(const Tensor& x);                // x itself when already contiguous

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "tensor/autograd.h"
 #include "tensor/cpu_helpers.h"
@@ -68,9 +69,13 @@ void copy_strided(const Tensor& dst, const Tensor& src) {
     using W = decltype(word);
     W* d = static_cast<W*>(dst.data_ptr());
     const W* s = static_cast<const W*>(src.data_ptr());
-    for_each_row<2>(dst.shape(), {&dst.strides(), &src.strides()}, [&](auto base, int64_t n, auto step) {
+    auto row = [&](auto base, int64_t n, auto step) {
       for (int64_t i = 0; i < n; ++i) d[base[0] + i * step[0]] = s[base[1] + i * step[1]];
-    });
+    };
+    bool disjoint = true;  // an expanded destination writes one element from several rows
+    for (int64_t i = 0; i < dst.dim(); ++i) disjoint = disjoint && (dst.stride(i) != 0 || dst.size(i) == 1);
+    if (disjoint) parallel_for_each_row<2>(dst.shape(), {&dst.strides(), &src.strides()}, row);
+    else for_each_row<2>(dst.shape(), {&dst.strides(), &src.strides()}, row);
   };
   switch (dtype_size(src.dtype())) {
     case 1: copy_as(uint8_t{}); break;
@@ -132,7 +137,9 @@ void add_into(const Tensor& dst, const Tensor& src) {
       using F = decltype(tag);
       F* d = static_cast<F*>(dst.data_ptr());
       const F* a = static_cast<const F*>(s.data_ptr());
-      for (int64_t i = 0, n = dst.numel(); i < n; ++i) d[i] += a[i];
+      parallel_for(dst.numel(), kElementwiseGrain, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) d[i] += a[i];
+      });
     });
     return;
   }
@@ -141,17 +148,26 @@ void add_into(const Tensor& dst, const Tensor& src) {
 
 void fill_into(const Tensor& dst, double value) {
   if (!dst.is_leaf()) fail("fill_into: the destination " + dst.str() + " is the output of an op in a graph");
-  const Storage& storage = *dst.storage();
-  if (value == 0 && storage.zero_mapped && dst.offset() == 0 && dst.is_contiguous() && dst.nbytes() == storage.nbytes &&
-      ::madvise(storage.data(), storage.nbytes, MADV_DONTNEED) == 0)
-    return;  // the pages go back to the OS; reading them again gives zeros
   if (dst.is_contiguous() && dst.device() == Device::cuda) return cuda::fill(dst.data_ptr(), dst.dtype(), dst.numel(), value);
   if (dst.is_contiguous() && (dst.dtype() == DType::f32 || dst.dtype() == DType::f64))
     return dispatch_float(dst.dtype(), "fill_into", [&](auto tag) {
       using F = decltype(tag);
-      std::fill_n(static_cast<F*>(dst.data_ptr()), dst.numel(), static_cast<F>(value));
+      F* d = static_cast<F*>(dst.data_ptr());
+      parallel_for(dst.numel(), kElementwiseGrain, [&](int64_t begin, int64_t end) { std::fill(d + begin, d + end, static_cast<F>(value)); });
     });
   copy_into(dst, Tensor::scalar(value, dst.dtype(), dst.device()).expand(dst.shape()));
+}
+
+void release_into_zeros(const Tensor& dst) {
+  if (!dst.is_leaf()) fail("release_into_zeros: the destination " + dst.str() + " is the output of an op in a graph");
+  const Storage& storage = *dst.storage();
+  if (!storage.zero_mapped || !dst.is_contiguous() || dst.nbytes() == 0) return fill_into(dst, 0.0);
+  const uintptr_t page = 4096, begin = reinterpret_cast<uintptr_t>(dst.data_ptr()), end = begin + dst.nbytes();
+  const uintptr_t first = (begin + page - 1) / page * page, last = end / page * page;
+  if (last <= first || ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED) != 0)
+    return fill_into(dst, 0.0);
+  std::memset(reinterpret_cast<void*>(begin), 0, first - begin);  // the partial pages at both ends
+  std::memset(reinterpret_cast<void*>(last), 0, end - last);
 }
 
 Tensor contiguous(const Tensor& x) {
@@ -284,7 +300,9 @@ Tensor unary_forward(Unary u, const Tensor& x, double param) {
     const T* px = static_cast<const T*>(in.data_ptr());
     T* py = static_cast<T*>(out.data_ptr());
     const T p = static_cast<T>(param);
-    for (int64_t i = 0, n = x.numel(); i < n; ++i) py[i] = unary_value(u, px[i], p);
+    parallel_for(x.numel(), kElementwiseGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) py[i] = unary_value(u, px[i], p);
+    });
   });
   return out;
 }
@@ -302,8 +320,9 @@ Tensor unary_backward(Unary u, const Tensor& x, const Tensor& y, const Tensor& g
     const T* pg = static_cast<const T*>(gc.data_ptr());
     T* pd = static_cast<T*>(dx.data_ptr());
     const T p = static_cast<T>(param);
-    for (int64_t i = 0, n = like.numel(); i < n; ++i)
-      pd[i] = pg[i] * unary_derivative(u, px ? px[i] : T(0), py ? py[i] : T(0), p);
+    parallel_for(like.numel(), kElementwiseGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) pd[i] = pg[i] * unary_derivative(u, px ? px[i] : T(0), py ? py[i] : T(0), p);
+    });
   });
   return dx;
 }
@@ -399,13 +418,13 @@ Tensor binary_forward(Binary op, const Tensor& a, const Tensor& b) {
     const T* pb = static_cast<const T*>(b.data_ptr());
     if (comparison) {
       uint8_t* po = static_cast<uint8_t*>(out.data_ptr());
-      for_each_row<3>(shape, {&out_strides, &a_strides, &b_strides}, [&](auto base, int64_t n, auto step) {
+      parallel_for_each_row<3>(shape, {&out_strides, &a_strides, &b_strides}, [&](auto base, int64_t n, auto step) {
         for (int64_t i = 0; i < n; ++i)
           po[base[0] + i] = compare(op, pa[base[1] + i * step[1]], pb[base[2] + i * step[2]]);
       });
     } else {
       T* po = static_cast<T*>(out.data_ptr());
-      for_each_row<3>(shape, {&out_strides, &a_strides, &b_strides}, [&](auto base, int64_t n, auto step) {
+      parallel_for_each_row<3>(shape, {&out_strides, &a_strides, &b_strides}, [&](auto base, int64_t n, auto step) {
         for (int64_t i = 0; i < n; ++i)
           po[base[0] + i] = binary_value(op, pa[base[1] + i * step[1]], pb[base[2] + i * step[2]]);
       });

@@ -198,18 +198,23 @@ HeadRows head_rows(const Tensor& x) {
   return {t, t.stride(0), t.stride(1), t.stride(2)};
 }
 
+// Rows of one head's [T, S] scores per parallel chunk.
+int64_t attention_row_grain(const AttentionShape& a) { return std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(a.S, 1)); }
+
 // Fills `scores` [T, S] for one (b, h) with scale * q k^T and the masks applied (-inf).
 template <class F>
 void attention_scores(const AttentionShape& a, const F* q, int64_t ldq, const F* k, int64_t ldk, const uint8_t* key_mask,
                       F* scores) {
   cpu_gemm<F>(false, true, a.T, a.S, a.D, q, ldq, k, ldk, scores, a.S);
   const F scale = static_cast<F>(a.scale), minus_inf = -std::numeric_limits<F>::infinity();
-  for (int64_t t = 0; t < a.T; ++t)
-    for (int64_t s = 0; s < a.S; ++s) {
-      F& score = scores[t * a.S + s];
-      const bool hidden = (a.causal && s > t + (a.S - a.T)) || (key_mask && !key_mask[s]);
-      score = hidden ? minus_inf : score * scale;
-    }
+  parallel_for(a.T, attention_row_grain(a), [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t)
+      for (int64_t s = 0; s < a.S; ++s) {
+        F& score = scores[t * a.S + s];
+        const bool hidden = (a.causal && s > t + (a.S - a.T)) || (key_mask && !key_mask[s]);
+        score = hidden ? minus_inf : score * scale;
+      }
+  });
 }
 
 }  // namespace
@@ -249,20 +254,23 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
         const uint8_t* km = mask.defined() ? mask.data<uint8_t>() + b * a.S : nullptr;
         attention_scores<F>(a, qr.at<F>(b, h), qr.row_stride, kr.at<F>(b, hk), kr.row_stride, km, scores.data());
         double* row_lse = lse.data<double>() + (b * a.Hq + h) * a.T;
-        for (int64_t t = 0; t < a.T; ++t) {
-          F* row = scores.data() + t * a.S;
-          F m = -std::numeric_limits<F>::infinity();
-          for (int64_t s = 0; s < a.S; ++s) m = std::max(m, row[s]);
-          if (m == -std::numeric_limits<F>::infinity()) {  // sees no key: zeros out, no gradient
-            std::fill(row, row + a.S, F(0));
-            row_lse[t] = -std::numeric_limits<double>::infinity();
-            continue;
+        parallel_for(a.T, attention_row_grain(a), [&](int64_t begin, int64_t end) {
+          std::vector<double> e(static_cast<size_t>(a.S));
+          for (int64_t t = begin; t < end; ++t) {
+            F* row = scores.data() + t * a.S;
+            F m = -std::numeric_limits<F>::infinity();
+            for (int64_t s = 0; s < a.S; ++s) m = std::max(m, row[s]);
+            if (m == -std::numeric_limits<F>::infinity()) {  // sees no key: zeros out, no gradient
+              std::fill(row, row + a.S, F(0));
+              row_lse[t] = -std::numeric_limits<double>::infinity();
+              continue;
+            }
+            double total = 0;
+            for (int64_t s = 0; s < a.S; ++s) total += (e[static_cast<size_t>(s)] = std::exp(static_cast<double>(row[s] - m)));
+            row_lse[t] = static_cast<double>(m) + std::log(total);
+            for (int64_t s = 0; s < a.S; ++s) row[s] = static_cast<F>(e[static_cast<size_t>(s)] / total);
           }
-          double total = 0;
-          for (int64_t s = 0; s < a.S; ++s) total += std::exp(static_cast<double>(row[s] - m));
-          row_lse[t] = static_cast<double>(m) + std::log(total);
-          for (int64_t s = 0; s < a.S; ++s) row[s] = static_cast<F>(std::exp(static_cast<double>(row[s] - m)) / total);
-        }
+        });
         cpu_gemm<F>(false, false, a.T, a.Dv, a.S, scores.data(), a.S, vr.at<F>(b, hk), vr.row_stride,
                     static_cast<F*>(out.data_ptr()) + (b * a.Hq + h) * a.T * a.Dv, a.Dv);
       }
@@ -287,22 +295,26 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
           const uint8_t* km = mask.defined() ? mask.data<uint8_t>() + b * a.S : nullptr;
           attention_scores<F>(a, qp, qr.row_stride, kp, kr.row_stride, km, p.data());
           const double* row_lse = lse.data<double>() + qoff;
-          for (int64_t t = 0; t < a.T; ++t)
-            for (int64_t s = 0; s < a.S; ++s) {
-              F& score = p[static_cast<size_t>(t * a.S + s)];
-              score = std::isinf(row_lse[t]) ? F(0) : static_cast<F>(std::exp(static_cast<double>(score) - row_lse[t]));
-            }
+          parallel_for(a.T, attention_row_grain(a), [&](int64_t begin, int64_t end) {
+            for (int64_t t = begin; t < end; ++t)
+              for (int64_t s = 0; s < a.S; ++s) {
+                F& score = p[static_cast<size_t>(t * a.S + s)];
+                score = std::isinf(row_lse[t]) ? F(0) : static_cast<F>(std::exp(static_cast<double>(score) - row_lse[t]));
+              }
+          });
           // dV += P^T dO; dP = dO V^T
           cpu_gemm<F>(true, false, a.S, a.Dv, a.T, p.data(), a.S, gp, a.Dv, static_cast<F*>(gv.data_ptr()) + koff * a.Dv, a.Dv, true);
           cpu_gemm<F>(false, true, a.T, a.S, a.Dv, gp, a.Dv, vp, vr.row_stride, dp.data(), a.S);
-          for (int64_t t = 0; t < a.T; ++t) {
-            double delta = 0;
-            for (int64_t j = 0; j < a.Dv; ++j) delta += static_cast<double>(gp[t * a.Dv + j]) * op[t * a.Dv + j];
-            for (int64_t s = 0; s < a.S; ++s) {
-              const size_t i = static_cast<size_t>(t * a.S + s);
-              dp[i] = static_cast<F>(p[i] * (dp[i] - delta) * a.scale);  // now scale * dS
+          parallel_for(a.T, attention_row_grain(a), [&](int64_t begin, int64_t end) {
+            for (int64_t t = begin; t < end; ++t) {
+              double delta = 0;
+              for (int64_t j = 0; j < a.Dv; ++j) delta += static_cast<double>(gp[t * a.Dv + j]) * op[t * a.Dv + j];
+              for (int64_t s = 0; s < a.S; ++s) {
+                const size_t i = static_cast<size_t>(t * a.S + s);
+                dp[i] = static_cast<F>(p[i] * (dp[i] - delta) * a.scale);  // now scale * dS
+              }
             }
-          }
+          });
           cpu_gemm<F>(false, false, a.T, a.D, a.S, dp.data(), a.S, kp, kr.row_stride, static_cast<F*>(gq.data_ptr()) + qoff * a.D, a.D);
           cpu_gemm<F>(true, false, a.S, a.D, a.T, dp.data(), a.S, qp, qr.row_stride, static_cast<F*>(gk.data_ptr()) + koff * a.D, a.D, true);
         }

@@ -1,8 +1,6 @@
 // Tensor creation, metadata, element access and the member shortcuts.
 #include "tensor/tensor.h"
 
-#include <sys/mman.h>
-
 #include <cstdlib>
 #include <cstring>
 #include <numeric>
@@ -10,6 +8,7 @@
 
 #include "tensor/autograd.h"
 #include "tensor/cuda_backend.h"
+#include "tensor/host_memory.h"
 #include "tensor/ops.h"
 #include "tensor/random.h"
 
@@ -51,10 +50,8 @@ std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
   if (device == Device::cuda) {
     storage->memory = cuda::allocate(nbytes);
   } else {
-    const size_t rounded = (std::max<size_t>(nbytes, 1) + 63) / 64 * 64;  // aligned for vector loads
-    void* p = std::aligned_alloc(64, rounded);
-    if (!p) throw std::bad_alloc();
-    storage->memory = std::shared_ptr<void>(p, std::free);
+    void* p = host_memory::allocate(nbytes);  // 64-byte aligned for vector loads
+    storage->memory = std::shared_ptr<void>(p, [nbytes](void* q) { host_memory::release(q, nbytes); });
   }
   return storage;
 }
@@ -71,13 +68,12 @@ std::shared_ptr<Storage> Storage::allocate_zeroed(size_t nbytes, Device device) 
     std::memset(storage->data(), 0, nbytes);
     return storage;
   }
-  void* p = ::mmap(nullptr, nbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) throw std::bad_alloc();
+  void* p = host_memory::map_zeroed(nbytes);
   auto storage = std::make_shared<Storage>();
   storage->nbytes = nbytes;
   storage->device = device;
   storage->zero_mapped = true;
-  storage->memory = std::shared_ptr<void>(p, [nbytes](void* q) { ::munmap(q, nbytes); });
+  storage->memory = std::shared_ptr<void>(p, [nbytes](void* q) { host_memory::unmap_zeroed(q, nbytes); });
   return storage;
 }
 

@@ -26,7 +26,7 @@ struct Storage {
   size_t nbytes = 0;
   Device device = Device::cpu;
   // CPU bytes from an anonymous mapping: pages nobody has written cost no memory and read as zero,
-  // and fill_into(..., 0) hands a whole such buffer back to the OS instead of writing zeros.
+  // and release_into_zeros hands the pages of a range back to the OS instead of writing zeros.
   bool zero_mapped = false;
   void* data() const { return memory.get(); }
   static std::shared_ptr<Storage> allocate(size_t nbytes, Device device);

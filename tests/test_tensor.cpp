@@ -134,7 +134,7 @@ TEST_CASE("tensors on an unavailable device fail with a clear message", "[tensor
   CHECK_THROWS_WITH(Tensor::zeros({2}).to(Device::cuda), HasSubstr("CUDA"));
 }
 
-TEST_CASE("large zero tensors are untouched pages, and filling one with zeros hands them back", "[tensor]") {
+TEST_CASE("large zero tensors are untouched pages, and release_into_zeros hands them back", "[tensor]") {
   const int64_t n = (int64_t{80} << 20) / 4;  // 80 MiB of f32: above the mapped-zeros threshold
   Tensor big = Tensor::zeros({n});
   CHECK(big.storage()->zero_mapped);
@@ -143,12 +143,24 @@ TEST_CASE("large zero tensors are untouched pages, and filling one with zeros ha
   CHECK(p[0] == 0.0f);
   CHECK(p[n - 1] == 0.0f);
   p[0] = 3.0f, p[n / 2] = -1.0f, p[n - 1] = 7.0f;
-  fill_into(big, 0.0);  // madvise: the written pages are dropped and read back as zeros
+  release_into_zeros(big);  // madvise: the written pages are dropped and read back as zeros
   CHECK(p[0] == 0.0f);
   CHECK(p[n / 2] == 0.0f);
   CHECK(p[n - 1] == 0.0f);
+  // A range that starts and ends inside pages: its whole pages are dropped, its ends written; the
+  // elements just outside it keep their values.
+  for (int64_t i : {int64_t{99}, int64_t{100}, int64_t{5000}, int64_t{3000000}, int64_t{3000001}}) p[i] = 1.0f;
+  release_into_zeros(big.narrow(0, 100, 3000001 - 100));
+  CHECK(p[99] == 1.0f);
+  CHECK(p[100] == 0.0f);
+  CHECK(p[5000] == 0.0f);
+  CHECK(p[3000000] == 0.0f);
+  CHECK(p[3000001] == 1.0f);
   fill_into(big.narrow(0, 1, 2), 5.0);  // a part of it is written as any tensor
   CHECK(p[1] == 5.0f);
   CHECK(p[3] == 0.0f);
+  Tensor small = Tensor::ones({10});  // not mapped: written
+  release_into_zeros(small);
+  CHECK(small.to_doubles() == std::vector<double>(10, 0.0));
   CHECK(Tensor::zeros({3}, DType::bf16).to_doubles() == std::vector<double>{0, 0, 0});
 }
