@@ -66,21 +66,65 @@ struct AdamScalars {
   T lerp_weight, beta2, one_minus_beta2, bias_correction2_sqrt, eps, minus_step_size;
 };
 
-// One parameter's range. torch's lerp_ kernel computes fmadd(weight, end - start, start) for
+// One range of elements. torch's lerp_ kernel computes fmadd(weight, end - start, start) for
 // |weight| < 0.5, else fmadd(weight - 1, end - start, end); addcmul_'s `v + (s*g)*g` compiles to an
 // fma; addcdiv_ is `p + (s*m)/d`.
 template <class T>
-void adamw_range(T* p, const T* g, T* m, T* v, int64_t n, T decay_factor, bool decay, const AdamScalars<T>& s) {
-  const bool small_weight = std::abs(s.lerp_weight) < T(0.5);
-  const T lerp_coefficient = small_weight ? s.lerp_weight : s.lerp_weight - T(1);
-  parallel_for(n, kElementwiseGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      if (decay) p[i] = p[i] * decay_factor;
-      m[i] = std::fma(lerp_coefficient, g[i] - m[i], small_weight ? m[i] : g[i]);
-      v[i] = std::fma(s.one_minus_beta2 * g[i], g[i], v[i] * s.beta2);
-      const T denom = std::sqrt(v[i]) / s.bias_correction2_sqrt + s.eps;
-      p[i] = p[i] + (s.minus_step_size * m[i]) / denom;
-    }
+struct AdamRange {
+  T* p;
+  const T* g;
+  T* m;
+  T* v;
+  T decay_factor;
+  bool decay, small_weight;
+  T lerp_coefficient;
+  AdamScalars<T> s;
+};
+
+// The loop, with everything it reads in locals so that it vectorizes (stores through p, m, v could
+// otherwise alias the scalars).
+template <class T>
+[[gnu::always_inline]] inline void adamw_elements(const AdamRange<T>& r, int64_t begin, int64_t end) {
+  T* __restrict p = r.p;
+  const T* __restrict g = r.g;
+  T* __restrict m = r.m;
+  T* __restrict v = r.v;
+  const T decay_factor = r.decay_factor, lerp_coefficient = r.lerp_coefficient, one_minus_beta2 = r.s.one_minus_beta2,
+          beta2 = r.s.beta2, bias_correction2_sqrt = r.s.bias_correction2_sqrt, eps = r.s.eps,
+          minus_step_size = r.s.minus_step_size;
+  const bool decay = r.decay, small_weight = r.small_weight;
+  for (int64_t i = begin; i < end; ++i) {
+    const T pi = decay ? p[i] * decay_factor : p[i];
+    const T mi = std::fma(lerp_coefficient, g[i] - m[i], small_weight ? m[i] : g[i]);
+    const T vi = std::fma(one_minus_beta2 * g[i], g[i], v[i] * beta2);
+    const T denom = std::sqrt(vi) / bias_correction2_sqrt + eps;
+    m[i] = mi, v[i] = vi;
+    p[i] = pi + (minus_step_size * mi) / denom;
+  }
+}
+
+// The same loop compiled twice: with FMA instructions (and AVX2 vectors) for the CPUs that have
+// them, and for any x86-64; both give the same bits (an fma rounds once either way).
+#if defined(__x86_64__) && defined(__GNUC__)
+template <class T>
+[[gnu::target("avx2,fma")]] void adamw_elements_fma(const AdamRange<T>& r, int64_t begin, int64_t end) {
+  adamw_elements<T>(r, begin, end);
+}
+#endif
+
+template <class T>
+void adamw_range(const AdamRange<T>& r, int64_t n) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const bool has_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const bool fma = has_fma;
+#else
+  constexpr bool fma = false;
+#endif
+  parallel_for(n, kElementwiseGrain, [&r, fma](int64_t begin, int64_t end) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (fma) return adamw_elements_fma<T>(r, begin, end);
+#endif
+    adamw_elements<T>(r, begin, end);
   });
 }
 
@@ -104,7 +148,10 @@ void adamw_step(const ParameterSet& params, const AdamW& adam, const Tensor& exp
     const double weight_decay = adam.decays(parameter) ? o.weight_decay : 0.0;
     const int64_t at = parameter.offset(), n = shape_numel(parameter.shape());
     // torch skips the multiplication when the group's weight_decay is 0 (the same numbers as *1).
-    adamw_range<T>(p + at, g + at, m + at, v + at, n, static_cast<T>(1 - lr * weight_decay), weight_decay != 0, s);
+    const bool small_weight = std::abs(s.lerp_weight) < T(0.5);
+    adamw_range<T>({p + at, g + at, m + at, v + at, static_cast<T>(1 - lr * weight_decay), weight_decay != 0, small_weight,
+                    small_weight ? s.lerp_weight : s.lerp_weight - T(1), s},
+                   n);
   }
 }
 

@@ -18,6 +18,7 @@
 #include "tensor/autograd.h"
 #include "tensor/cuda_backend.h"
 #include "tensor/ops.h"
+#include "tensor/parallel.h"
 #include "tensor/random.h"
 #include "tools/bench_report.h"
 #include "tools/commands.h"
@@ -107,11 +108,16 @@ void bench_gemm_cuda() {
   std::printf("%-44s %10.3f\n", "add [4] + [4] on the GPU, no grad (us / op)", per_op * 1e6);
 }
 
+void print_cpu() {
+  std::printf("CPU: %s, %u hardware threads, OpenBLAS threads: %d, engine threads: %d\n", cpu_model().c_str(),
+              std::thread::hardware_concurrency(), blas_threads(), parallel_threads());
+}
+
 int bench_gemm(const ParsedFlags& flags) {
   BenchReport report("gemm", flags.boolean("--json"));
   report["shapes"] = nlohmann::ordered_json::array();
-  std::printf("CPU: %s, %u hardware threads, OpenBLAS threads: %d\n\n", cpu_model().c_str(),
-              std::thread::hardware_concurrency(), blas_threads());
+  print_cpu();
+  std::printf("\n");
   std::printf("%-28s %12s %12s %13s\n", "f32 matmul (M x N x K)", "engine GF/s", "cblas GF/s", "engine/cblas");
   Generator gen(1);
   struct Shape3 { int64_t m, n, k; };
@@ -172,8 +178,7 @@ int bench_model(const ParsedFlags& flags) {
   const int runs = flags.integer("--runs", 1);
   BenchReport report("forward", flags.boolean("--json"));
   const InternVLChatConfig config = InternVLChatConfig::from_file(config_path);
-  std::printf("CPU: %s, %u hardware threads, OpenBLAS threads: %d\n", cpu_model().c_str(), std::thread::hardware_concurrency(),
-              blas_threads());
+  print_cpu();
   auto t0 = std::chrono::steady_clock::now();
   ParameterSet params;
   InternVLChat model(config, params);
@@ -297,8 +302,7 @@ int bench_mpo_step(const ParsedFlags& flags) {
     loss_value = result.loss.loss.item();
     adam.step(5e-6);
   };
-  std::printf("CPU: %s, %u hardware threads, OpenBLAS threads: %d\n", cpu_model().c_str(), std::thread::hardware_concurrency(),
-              blas_threads());
+  print_cpu();
   std::vector<double> times;
   std::printf("%-6s %12s %12s %12s\n", "run", "seconds", "tokens/s", "loss");
   for (int r = 0; r < runs; ++r) {
