@@ -8,7 +8,11 @@
 #include <map>
 #include <set>
 
+#include <nlohmann/json.hpp>
+
+#include "internvl/generation.h"
 #include "internvl/internvl_chat.h"
+#include "llm/tokenizer_files.h"
 #include "mpo/step.h"
 #include "nn/safetensors.h"
 #include "tensor/autograd.h"
@@ -87,10 +91,109 @@ Comparison delta_error(const Tensor& got, const SafetensorsFile& golden, const M
   return {diff / scale, note};
 }
 
+// The tiles of input row `row`: the rows before it use the first ones (tiles_per_seq), as the
+// official batch lays them out.
+Tensor row_pixels(const Tensor& pixel_values, const std::vector<double>& tiles_per_row, size_t row) {
+  int64_t first = 0;
+  for (size_t r = 0; r < row; ++r) first += static_cast<int64_t>(tiles_per_row[r]);
+  const auto count = static_cast<int64_t>(tiles_per_row[row]);
+  return count == 0 ? Tensor() : pixel_values.narrow(0, first, count);
+}
+
+// `--generate FILE`: greedy generations against the official generate(), one line per case. The file
+// holds, under the model folder's name, prompts (`single`: prompt_ids, tiles, new_ids; and
+// `batch_left_padded`: input_ids, attention_mask, new_ids); each prompt's pixels are the tiles of
+// the golden input row that starts with it.
+int check_generation(const std::string& dir, const std::string& golden_path, const std::string& generate_path) {
+  const nlohmann::json all = nlohmann::json::parse(read_text_file(generate_path));
+  const std::string key = fs::path(dir).lexically_normal().filename().string().empty()
+                              ? fs::path(dir).lexically_normal().parent_path().filename().string()
+                              : fs::path(dir).lexically_normal().filename().string();
+  if (!all.contains(key))
+    throw std::invalid_argument("'" + generate_path + "' has no cases for the model folder '" + key + "' (it has: " + [&] {
+      std::string names;
+      for (const auto& [name, value] : all.items()) names += (names.empty() ? "" : ", ") + name;
+      return names;
+    }() + ")");
+  const nlohmann::json& cases = all.at(key);
+  LoadedModel loaded = load_internvl(dir);
+  const SafetensorsFile golden(golden_path);
+  for (const char* name : {"input.input_ids", "input.tiles_per_seq", "input.pixel_values", "input.special_ids"})
+    if (!golden.contains(name)) throw std::invalid_argument("golden file '" + golden_path + "' has no '" + name + "'");
+  const Tensor ids = golden.get("input.input_ids"), pixel_values = golden.get("input.pixel_values").to(DType::f32);
+  const std::vector<double> id_values = ids.to_doubles(), tiles_per_row = golden.get("input.tiles_per_seq").to_doubles();
+  const auto image_context_id = static_cast<int64_t>(golden.get("input.special_ids").to_doubles().at(2));
+  const int64_t T = ids.size(1);
+  // The prompt's pixels: those of the first golden row that begins with its ids.
+  auto prompt_for = [&](const std::vector<int64_t>& prompt, const std::string& where) {
+    for (size_t r = 0; r < tiles_per_row.size(); ++r) {
+      bool match = static_cast<int64_t>(prompt.size()) <= T;
+      for (size_t t = 0; match && t < prompt.size(); ++t)
+        match = static_cast<int64_t>(id_values[r * static_cast<size_t>(T) + t]) == prompt[t];
+      if (match) return GenerationPrompt{prompt, row_pixels(pixel_values, tiles_per_row, r), r};
+    }
+    throw std::invalid_argument(where + ": no row of " + golden_path + " begins with this prompt");
+  };
+  GenerationOptions options;
+  options.sampling.max_new_tokens = cases.at("max_new_tokens").get<int64_t>();
+  options.eos_ids = {cases.at("eos_id").get<int64_t>()};
+  std::printf("model: %s (%s)\ngenerations: %s\n", dir.c_str(), loaded.config.llm.architecture.c_str(), generate_path.c_str());
+  std::printf("%-22s %6s %8s %10s  %s\n", "case", "rows", "tokens", "matching", "status");
+  bool ok = true;
+  auto report = [&](const std::string& name, const std::vector<std::vector<int64_t>>& want,
+                    const std::vector<std::vector<int64_t>>& got) {
+    int64_t tokens = 0, matching = 0;
+    bool same = want.size() == got.size();
+    for (size_t r = 0; r < want.size(); ++r) {
+      tokens += static_cast<int64_t>(want[r].size());
+      const std::vector<int64_t> row = r < got.size() ? got[r] : std::vector<int64_t>{};
+      size_t k = 0;
+      while (k < want[r].size() && k < row.size() && want[r][k] == row[k]) ++k;
+      matching += static_cast<int64_t>(k);
+      same = same && row == want[r];
+    }
+    ok = ok && same;
+    std::printf("%-22s %6zu %8lld %10lld  %s\n", name.c_str(), want.size(), static_cast<long long>(tokens),
+                static_cast<long long>(matching), same ? "PASS" : "FAIL");
+  };
+  if (cases.contains("single")) {
+    const nlohmann::json& single = cases.at("single");
+    for (size_t i = 0; i < single.size(); ++i) {
+      const std::string name = "single[" + std::to_string(i) + "]";
+      GenerationPrompt prompt = prompt_for(single[i].at("prompt_ids").get<std::vector<int64_t>>(), name);
+      const int64_t tiles = prompt.pixel_values.defined() ? prompt.pixel_values.size(0) : 0;
+      if (single[i].contains("tiles") && single[i].at("tiles").get<int64_t>() != tiles)
+        throw std::invalid_argument(name + ": the matching golden row has " + std::to_string(tiles) + " tiles, the case says " +
+                                    single[i].at("tiles").dump());
+      report(name, {single[i].at("new_ids").get<std::vector<int64_t>>()},
+             generate(*loaded.model, image_context_id, {prompt}, options));
+    }
+  }
+  if (cases.contains("batch_left_padded")) {
+    const nlohmann::json& batch = cases.at("batch_left_padded");
+    const auto rows = batch.at("input_ids").get<std::vector<std::vector<int64_t>>>();
+    const auto masks = batch.at("attention_mask").get<std::vector<std::vector<int64_t>>>();
+    std::vector<GenerationPrompt> prompts;
+    for (size_t r = 0; r < rows.size(); ++r) {
+      std::vector<int64_t> prompt;  // the row without its left padding
+      for (size_t t = 0; t < rows[r].size(); ++t)
+        if (masks.at(r).at(t) != 0) prompt.push_back(rows[r][t]);
+      prompts.push_back(prompt_for(prompt, "batch_left_padded row " + std::to_string(r)));
+      prompts.back().sample_id = r;
+    }
+    report("batch_left_padded", batch.at("new_ids").get<std::vector<std::vector<int64_t>>>(),
+           generate(*loaded.model, image_context_id, prompts, options));
+  }
+  std::printf("check: %s\n", ok ? "PASS" : "FAIL");
+  return ok ? 0 : 1;
+}
+
 }  // namespace
 
 int cmd_check(const ParsedFlags& flags) {
   const std::string dir = flags.text("--model");
+  if (flags.given("--generate"))
+    return check_generation(dir, flags.text("--golden", (fs::path(dir) / "golden.safetensors").string()), flags.text("--generate"));
   const std::string golden_path = flags.text("--golden", (fs::path(dir) / "golden.safetensors").string());
   const std::string ref_path = flags.text("--ref", (fs::path(dir) / "ref_model.safetensors").string());
   const bool per_key = flags.boolean("--keys");
@@ -201,7 +304,8 @@ Command check_command() {
             {"--golden", "FILE", "", "the golden tensors (default: DIR/golden.safetensors)"},
             {"--ref", "FILE", "", "the reference model's weights (default: DIR/ref_model.safetensors)"},
             {"--meta", "FILE", "", "beta, loss weights and pair rows (default: DIR/meta.json)"},
-            {"--keys", "", "", "one line per golden key, not only per group"}},
+            {"--keys", "", "", "one line per golden key, not only per group"},
+            {"--generate", "FILE", "", "check greedy generations instead (official generate() outputs keyed by the model folder's name)"}},
            ""},
           cmd_check};
 }

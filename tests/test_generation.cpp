@@ -1,0 +1,189 @@
+// Generation: the logits processors and warpers against their definitions, the counter-based draw,
+// and batched generation with the KV cache (a left-padded batch gives each prompt's own tokens,
+// greedy or sampled). Greedy parity with the official generate() is the ctest `check_generate_*`.
+#include <cmath>
+#include <map>
+#include <numeric>
+#include <set>
+
+#include "internvl/generation.h"
+#include "nn/safetensors.h"
+#include "tests/catch.h"
+
+using namespace ivl;
+
+namespace {
+
+std::vector<float> log_probs(const std::vector<double>& p) {
+  std::vector<float> out;
+  for (const double x : p) out.push_back(static_cast<float>(std::log(x)));
+  return out;
+}
+
+std::set<size_t> kept(const std::vector<float>& logits) {
+  std::set<size_t> out;
+  for (size_t i = 0; i < logits.size(); ++i)
+    if (logits[i] != -INFINITY) out.insert(i);
+  return out;
+}
+
+// The prompts of a fixture's golden batch: rows 0 and 2 up to their first response token, with
+// their tiles.
+struct FixturePrompts {
+  LoadedModel model;
+  int64_t image_context_id = 0;
+  std::vector<GenerationPrompt> prompts;
+};
+
+FixturePrompts fixture_prompts(const std::string& name) {
+  const std::string dir = std::string(IVL_SHARED_DIR) + "/fixtures/" + name;
+  FixturePrompts out{load_internvl(dir), 0, {}};
+  const SafetensorsFile golden(dir + "/golden.safetensors");
+  const Tensor ids = golden.get("input.input_ids"), labels = golden.get("input.labels");
+  const Tensor pixels = golden.get("input.pixel_values").to(DType::f32);
+  const std::vector<double> id_values = ids.to_doubles(), label_values = labels.to_doubles();
+  const std::vector<double> tiles = golden.get("input.tiles_per_seq").to_doubles();
+  out.image_context_id = static_cast<int64_t>(golden.get("input.special_ids").to_doubles().at(2));
+  const auto T = static_cast<size_t>(ids.size(1));
+  int64_t first_tile = 0;
+  for (size_t r = 0; r < tiles.size(); ++r) {
+    const auto count = static_cast<int64_t>(tiles[r]);
+    if (r == 0 || r == 2) {
+      GenerationPrompt prompt;
+      for (size_t t = 0; t < T && label_values[r * T + t] == -100; ++t) prompt.ids.push_back(static_cast<int64_t>(id_values[r * T + t]));
+      if (count > 0) prompt.pixel_values = pixels.narrow(0, first_tile, count);
+      prompt.sample_id = r;
+      out.prompts.push_back(prompt);
+    }
+    first_tile += count;
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("top-k keeps the k largest logits and their ties", "[generate]") {
+  std::vector<float> x{0.5f, 2.0f, -1.0f, 2.0f, 1.0f, 0.0f};
+  apply_top_k(x, 2);
+  CHECK(kept(x) == std::set<size_t>{1, 3});
+  std::vector<float> ties{1.0f, 3.0f, 2.0f, 2.0f, 0.0f};
+  apply_top_k(ties, 2);  // the 2nd largest is 2, and both 2s stay
+  CHECK(kept(ties) == std::set<size_t>{1, 2, 3});
+  std::vector<float> all{1.0f, 2.0f};
+  apply_top_k(all, 0), apply_top_k(all, 5);
+  CHECK(kept(all).size() == 2);
+}
+
+TEST_CASE("top-p keeps the most likely tokens until their mass reaches p", "[generate]") {
+  // p = 0.1, 0.2, 0.3, 0.4: ascending cumulative sums 0.1, 0.3, 0.6, 1.0; HF removes those <= 1 - p.
+  auto run = [](double p) {
+    std::vector<float> x = log_probs({0.1, 0.2, 0.3, 0.4});
+    apply_top_p(x, p);
+    return kept(x);
+  };
+  CHECK(run(0.7) == std::set<size_t>{2, 3});  // 1 - p = 0.3: 0.1 and 0.1 + 0.2 go
+  CHECK(run(0.75) == std::set<size_t>{1, 2, 3});
+  CHECK(run(0.3) == std::set<size_t>{3});
+  CHECK(run(0.01) == std::set<size_t>{3});  // the most likely always stays
+  CHECK(run(1.0) == std::set<size_t>{0, 1, 2, 3});
+  // On random logits, the definition: the kept tokens are the most likely ones, their mass is at
+  // least p, and without the least likely of them it would be below p (up to rounding at the edge).
+  for (int trial = 0; trial < 50; ++trial) {
+    std::vector<float> x;
+    for (int i = 0; i < 40; ++i) x.push_back(static_cast<float>(std::sin(trial * 37.0 + i * 11.0) * 3));
+    std::vector<double> p(x.size());
+    double total = 0;
+    for (size_t i = 0; i < x.size(); ++i) total += (p[i] = std::exp(static_cast<double>(x[i])));
+    for (double& v : p) v /= total;
+    const double top_p = 0.2 + 0.015 * trial;
+    std::vector<float> y = x;
+    apply_top_p(y, top_p);
+    const std::set<size_t> keep = kept(y);
+    double mass = 0, least = 1;
+    for (const size_t i : keep) mass += p[i], least = std::min(least, p[i]);
+    for (size_t i = 0; i < x.size(); ++i)
+      if (!keep.count(i)) CHECK(p[i] <= least);
+    CHECK(mass >= top_p - 1e-6);
+    CHECK(mass - least < top_p + 1e-6);
+  }
+}
+
+TEST_CASE("the repetition penalty, the minimum length and temperature 0 act as HF's processors", "[generate]") {
+  std::vector<float> x{2.0f, -2.0f, 1.0f};
+  apply_repetition_penalty(x, {0, 1, 1}, 2.0);  // once per distinct token
+  CHECK(x == std::vector<float>{1.0f, -4.0f, 1.0f});
+  SamplingOptions greedy;
+  CHECK(choose_token({0.0f, 3.0f, 1.0f}, {}, {}, greedy, 0, 0) == 1);
+  CHECK(choose_token({0.0f, 3.0f, 1.0f}, {}, {1}, SamplingOptions{.min_new_tokens = 2}, 0, 1) == 2);  // eos held back
+  CHECK(choose_token({0.0f, 3.0f, 1.0f}, {}, {1}, SamplingOptions{.min_new_tokens = 2}, 0, 2) == 1);
+  SamplingOptions cold{.do_sample = true, .temperature = 0};
+  CHECK(cold.greedy());
+  for (uint64_t s = 0; s < 20; ++s) CHECK(choose_token({0.0f, 3.0f, 1.0f}, {}, {}, cold, s, 0) == 1);
+  CHECK(SamplingOptions{.top_p = 0}.invalid() != "");
+  CHECK(SamplingOptions{.temperature = -1}.invalid() != "");
+  CHECK(SamplingOptions{}.invalid() == "");
+}
+
+TEST_CASE("sampling draws each token with its probability, from (seed, sample, step) alone", "[generate]") {
+  const std::vector<double> p{0.1, 0.2, 0.3, 0.4};
+  SamplingOptions options{.do_sample = true, .top_k = 0, .seed = 3};
+  std::map<int64_t, int> counts;
+  const int n = 20000;
+  for (int s = 0; s < n; ++s) ++counts[choose_token(log_probs(p), {}, {}, options, static_cast<uint64_t>(s), 0)];
+  for (size_t i = 0; i < p.size(); ++i) CHECK(std::abs(counts[static_cast<int64_t>(i)] / double(n) - p[i]) < 0.015);
+  CHECK(sample_uniform(3, 7, 2) == sample_uniform(3, 7, 2));
+  CHECK(sample_uniform(3, 7, 2) != sample_uniform(3, 7, 3));
+  CHECK(sample_uniform(3, 7, 2) != sample_uniform(3, 8, 2));
+  CHECK(sample_uniform(3, 7, 2) != sample_uniform(4, 7, 2));
+}
+
+TEST_CASE("a left-padded batch generates each prompt's own tokens, greedy and sampled", "[generate]") {
+  for (const char* fixture : {"tiny-qwen2", "tiny-internlm2"}) {
+    INFO(fixture);
+    FixturePrompts f = fixture_prompts(fixture);
+    REQUIRE(f.prompts.size() == 2);
+    f.prompts[1].ids.resize(f.prompts[1].ids.size() - 3);  // unequal lengths: row 1 is padded by 3 more
+    f.prompts.push_back({{f.prompts[0].ids.back(), 5, 6, 7}, Tensor(), 9});  // and a text-only prompt
+    for (const bool sample : {false, true}) {
+      INFO((sample ? "sampled" : "greedy"));
+      GenerationOptions options;
+      options.sampling = {.do_sample = sample, .temperature = 0.9, .top_k = 40, .top_p = 0.95, .max_new_tokens = 10, .seed = 17};
+      std::vector<std::vector<int64_t>> alone;
+      for (const GenerationPrompt& p : f.prompts) alone.push_back(generate(*f.model.model, f.image_context_id, {p}, options).at(0));
+      GenerationStats stats;
+      const auto batched = generate(*f.model.model, f.image_context_id, f.prompts, options, {}, &stats);
+      CHECK(batched == alone);
+      CHECK(stats.new_tokens == 30);
+      CHECK(stats.decode_steps == 9);  // the first token comes from the prefill
+      // The same seed repeats itself; another seed samples another text.
+      CHECK(generate(*f.model.model, f.image_context_id, f.prompts, options) == batched);
+      options.sampling.seed = 18;
+      if (sample) CHECK(generate(*f.model.model, f.image_context_id, f.prompts, options) != batched);
+    }
+  }
+}
+
+TEST_CASE("generation stops a row at an eos id or when the callback says so, and refuses bad input", "[generate]") {
+  FixturePrompts f = fixture_prompts("tiny-qwen2");
+  GenerationOptions options;
+  options.sampling.max_new_tokens = 8;
+  const auto free_run = generate(*f.model.model, f.image_context_id, f.prompts, options);
+  REQUIRE(free_run[0].size() == 8);
+  options.eos_ids = {free_run[0][2]};  // row 0's third token ends row 0 (row 1 stops where it meets it, if it does)
+  const auto stopped = generate(*f.model.model, f.image_context_id, f.prompts, options);
+  CHECK(stopped[0] == std::vector<int64_t>(free_run[0].begin(), free_run[0].begin() + 3));
+  options.eos_ids.clear();
+  std::vector<int64_t> streamed;
+  const auto by_callback = generate(*f.model.model, f.image_context_id, f.prompts, options, [&](size_t row, int64_t token) {
+    if (row == 1) streamed.push_back(token);
+    return row == 1 && streamed.size() == 4;
+  });
+  CHECK(by_callback[0] == free_run[0]);
+  CHECK(by_callback[1] == std::vector<int64_t>(free_run[1].begin(), free_run[1].begin() + 4));
+  CHECK(streamed == by_callback[1]);
+  CHECK_THROWS_WITH(generate(*f.model.model, f.image_context_id, {GenerationPrompt{}}, options), HasSubstr("empty"));
+  CHECK_THROWS_WITH(generate(*f.model.model, f.image_context_id, {GenerationPrompt{{1, 999999}}}, options),
+                    HasSubstr("outside the vocabulary"));
+  options.sampling.top_p = 2;
+  CHECK_THROWS_WITH(generate(*f.model.model, f.image_context_id, f.prompts, options), HasSubstr("top_p"));
+}
