@@ -1,14 +1,18 @@
 // Generation: the logits processors and warpers against their definitions, the counter-based draw,
 // and batched generation with the KV cache (a left-padded batch gives each prompt's own tokens,
 // greedy or sampled). Greedy parity with the official generate() is the ctest `check_generate_*`.
+#include <cctype>
 #include <cmath>
+#include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <set>
 
 #include "internvl/generation.h"
 #include "nn/safetensors.h"
 #include "tests/catch.h"
+#include "tests/test_support.h"
 
 using namespace ivl;
 
@@ -186,4 +190,94 @@ TEST_CASE("generation stops a row at an eos id or when the callback says so, and
                     HasSubstr("outside the vocabulary"));
   options.sampling.top_p = 2;
   CHECK_THROWS_WITH(generate(*f.model.model, f.image_context_id, f.prompts, options), HasSubstr("top_p"));
+}
+
+// ---- the commands ----
+
+namespace {
+
+const std::string kBinary = IVL_BINARY;
+const std::string kChatModel = std::string(IVL_SHARED_DIR) + "/fixtures/train-qwen2/model";  // real Qwen2 tokenizer files
+const std::string kImages = std::string(IVL_SHARED_DIR) + "/assets/images";
+
+std::string read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+}  // namespace
+
+TEST_CASE("ivl generate writes each record's responses, resumes after a torn line to the same file, and names bad records",
+          "[generate][cli]") {
+  TemporaryDirectory dir("ivl_generate");
+  dir.write("in.jsonl", "{\"image\": \"internvl_image1_red_panda.jpg\", \"question\": \"What animal?\"}\n\n"
+                        "{\"question\": \"Say hi.\"}\n"
+                        "{\"image\": [\"internvl_image2_panda.jpg\", \"internvl_image3_cats.jpg\"], \"question\": \"<image>\\n<image>\\nCompare.\"}\n");
+  const std::string command = "'" + kBinary + "' generate --model '" + kChatModel + "' --input '" + dir.file("in.jsonl") +
+                              "' --image-root '" + kImages + "' --num-return-sequences 2 --do-sample --seed 4 --max-new-tokens 5 --output ";
+  const auto [log, code] = run_command(command + "'" + dir.file("full.jsonl") + "'");
+  INFO(log);
+  REQUIRE(code == 0);
+  const std::string full = read_all(dir.file("full.jsonl"));
+  std::istringstream lines(full);
+  std::string line;
+  int records = 0;
+  while (std::getline(lines, line)) {
+    const nlohmann::json record = nlohmann::json::parse(line);
+    CHECK(record.at("responses").size() == 2);
+    CHECK(record.contains("question"));
+    ++records;
+  }
+  CHECK(records == 3);
+  CHECK_THAT(log, HasSubstr("[3/3 records]"));
+  // An interrupted run: one record and half of the next; the rerun completes it to the same bytes.
+  dir.write("part.jsonl", full.substr(0, full.find('\n') + 1) + "{\"image\": \"internvl_im");
+  const auto [resumed, resumed_code] = run_command(command + "'" + dir.file("part.jsonl") + "'");
+  INFO(resumed);
+  CHECK(resumed_code == 0);
+  CHECK_THAT(resumed, HasSubstr("resuming: 1 of 3"));
+  CHECK(read_all(dir.file("part.jsonl")) == full);
+  // Bad input names the line.
+  dir.write("bad.jsonl", "{\"question\": \"ok\"}\n{\"image\": \"x.jpg\"}\n");
+  const auto [bad, bad_code] = run_command("'" + kBinary + "' generate --model '" + kChatModel + "' --input '" + dir.file("bad.jsonl") +
+                                           "' --output '" + dir.file("bad_out.jsonl") + "'");
+  CHECK(bad_code == 1);
+  CHECK_THAT(bad, HasSubstr("bad.jsonl:2: a record needs a \"question\" string"));
+  dir.write("missing.jsonl", "{\"image\": \"no_such.jpg\", \"question\": \"?\"}\n");
+  const auto [missing, missing_code] = run_command("'" + kBinary + "' generate --model '" + kChatModel + "' --input '" +
+                                                   dir.file("missing.jsonl") + "' --output '" + dir.file("m.jsonl") + "'");
+  CHECK(missing_code == 1);
+  CHECK_THAT(missing, HasSubstr("missing.jsonl:1"));
+  CHECK_THAT(missing, HasSubstr("no_such.jpg"));
+}
+
+TEST_CASE("ivl chat answers a question about an image, then a second turn, and refuses what it cannot use", "[generate][cli]") {
+  const std::string chat = "'" + kBinary + "' chat --model '" + kChatModel + "' --max-new-tokens 6 ";
+  const auto [once, code] = run_command(chat + "--image '" + kImages + "/internvl_image1_red_panda.jpg' --prompt 'What is this?'");
+  INFO(once);
+  CHECK(code == 0);
+  CHECK_THAT(once, HasSubstr("new at"));
+  // Interactive: two turns (the second sees the first in its prompt: more prompt tokens), /reset.
+  const auto [session, session_code] =
+      run_command("printf 'Describe it.\\nAnd then?\\n/reset\\nHello\\n' | " + chat + "--image '" + kImages + "/internvl_image3_cats.jpg'");
+  INFO(session);
+  CHECK(session_code == 0);
+  std::vector<long> prompt_tokens;
+  for (size_t at = session.find("["); at != std::string::npos; at = session.find("[", at + 1))
+    if (session.compare(at, 1, "[") == 0 && std::isdigit(static_cast<unsigned char>(session[at + 1])))
+      prompt_tokens.push_back(std::stol(session.substr(at + 1)));
+  REQUIRE(prompt_tokens.size() == 3);
+  CHECK(prompt_tokens[1] > prompt_tokens[0] + 6);  // the first answer is in the second prompt
+  CHECK(prompt_tokens[2] < prompt_tokens[0]);      // after /reset: no history, and "Hello" is short
+  CHECK_THAT(session, HasSubstr("(a new conversation)"));
+  const auto [no_tokenizer, nt_code] =
+      run_command("'" + kBinary + "' chat --model '" + std::string(IVL_SHARED_DIR) + "/fixtures/tiny-qwen2' --prompt hi");
+  CHECK(nt_code == 1);
+  CHECK_THAT(no_tokenizer, HasSubstr("no tokenizer files"));
+  const auto [empty, empty_code] = run_command(chat + "--prompt '  '");
+  CHECK(empty_code == 1);
+  CHECK_THAT(empty, HasSubstr("the question is empty"));
+  const auto [long_prompt, long_code] = run_command(chat.substr(0, chat.find("--max-new-tokens")) + "--max-new-tokens 40000 --prompt hi");
+  CHECK(long_code == 1);
+  CHECK_THAT(long_prompt, HasSubstr("exceeds the model's"));
 }

@@ -21,5 +21,6 @@ Command preprocess_command();           // tools/cmd_preprocess.cpp
 Command tokenize_command();             // tools/cmd_tokenize.cpp
 Command devices_command();              // tools/ivl.cpp
 std::vector<Command> train_commands();  // tools/cmd_train.cpp: train-mpo, ref-logps
+std::vector<Command> generate_commands();  // tools/cmd_generate.cpp: chat, generate
 
 }  // namespace ivl::cli

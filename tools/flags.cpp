@@ -191,7 +191,8 @@ ParsedFlags parse_flags(const FlagTable& table, const Args& args) {
     const std::string name = arg.substr(0, equals);
     const Flag* flag = name == kFlagsFile.name ? &kFlagsFile : find_flag(table, name);
     if (!flag) throw FlagError(unknown_flag(table, name));
-    if (parsed.values_.count(name) || (flag == &kFlagsFile && flags_file)) throw FlagError(name + " is given twice");
+    if ((parsed.values_.count(name) && !flag->repeatable) || (flag == &kFlagsFile && flags_file))
+      throw FlagError(name + " is given twice");
     std::string value;
     if (flag->value_name.empty()) {
       if (equals != std::string::npos) throw FlagError(name + " is a switch and takes no value");
@@ -205,6 +206,7 @@ ParsedFlags parse_flags(const FlagTable& table, const Args& args) {
       throw FlagError(name + " needs a value: " + name + " " + flag->value_name);
     }
     if (flag == &kFlagsFile) flags_file = value;
+    else if (flag->repeatable && parsed.values_.count(name)) parsed.values_[name].text += '\n' + value;
     else parsed.values_[name] = {value, ""};
   }
   if (flags_file)  // try_emplace: what the command line gave stays
@@ -256,6 +258,16 @@ std::string help_text(const FlagTable& table) {
   }
   if (!table.details.empty()) text += "\n" + table.details + "\n";
   return text;
+}
+
+std::vector<std::string> ParsedFlags::list(const std::string& name) const {
+  std::vector<std::string> out;
+  const Value* v = value(name);
+  if (!v) return out;
+  size_t start = 0;
+  for (size_t end; (end = v->text.find('\n', start)) != std::string::npos; start = end + 1) out.push_back(v->text.substr(start, end - start));
+  out.push_back(v->text.substr(start));
+  return out;
 }
 
 }  // namespace ivl::cli

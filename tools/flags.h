@@ -28,6 +28,8 @@ struct Flag {
   // The value of a flag given without one (`--do_train` for `--do_train True`, as Python's argparse
   // reads the HF Trainer's booleans); empty: a value is required.
   std::string implicit_value = "";
+  // May be given several times (`--image a.jpg --image b.png`); list() returns the values in order.
+  bool repeatable = false;
 };
 
 struct FlagTable {
@@ -56,6 +58,8 @@ class ParsedFlags {
     return static_cast<Integer>(integer_in(name, static_cast<int64_t>(min), static_cast<int64_t>(max)));
   }
   double real(const std::string& name) const;
+  // Every value of a repeatable flag, in command-line order (empty when not given).
+  std::vector<std::string> list(const std::string& name) const;
   // A switch: present or not. A flag with a value: true/false, yes/no or 1/0.
   bool boolean(const std::string& name) const;
 
