@@ -274,6 +274,14 @@ TEST_CASE("ivl chat answers a question about an image, then a second turn, and r
       run_command("'" + kBinary + "' chat --model '" + std::string(IVL_SHARED_DIR) + "/fixtures/tiny-qwen2' --prompt hi");
   CHECK(nt_code == 1);
   CHECK_THAT(no_tokenizer, HasSubstr("no tokenizer files"));
+  TemporaryDirectory mismatched("ivl_chat");  // a tiny model (320 ids) with the real Qwen2 tokenizer files
+  for (const char* name : {"config.json", "model.safetensors"})
+    mismatched.link(name, std::string(IVL_SHARED_DIR) + "/fixtures/tiny-qwen2/" + name);
+  for (const char* name : {"vocab.json", "merges.txt", "tokenizer_config.json", "added_tokens.json", "special_tokens_map.json"})
+    mismatched.link(name, kChatModel + "/" + name);
+  const auto [foreign, foreign_code] = run_command("'" + kBinary + "' chat --model '" + mismatched.str() + "' --prompt hi");
+  CHECK(foreign_code == 1);
+  CHECK_THAT(foreign, HasSubstr("belong to another model"));
   const auto [empty, empty_code] = run_command(chat + "--prompt '  '");
   CHECK(empty_code == 1);
   CHECK_THAT(empty, HasSubstr("the question is empty"));

@@ -5,6 +5,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -12,6 +13,7 @@
 #include <memory>
 #include <thread>
 
+#include "internvl/generation.h"
 #include "internvl/internvl_chat.h"
 #include "mpo/step.h"
 #include "nn/optimizer.h"
@@ -335,6 +337,111 @@ int bench_mpo_step(const ParsedFlags& flags) {
 
 }  // namespace
 
+// The machine's memory read bandwidth in bytes/s: the best of several passes summing a buffer far
+// larger than the caches on every engine thread.
+double read_bandwidth() {
+  const int64_t n = int64_t{1} << 28;  // 1 GiB of f32
+  Tensor buffer = Tensor::full({n}, 1.0);
+  const float* p = buffer.data<float>();
+  double best = 0;
+  for (int pass = 0; pass < 4; ++pass) {
+    std::vector<float> partial(static_cast<size_t>(parallel_threads()) * 16, 0.0f);
+    std::atomic<int> slot{0};
+    const auto t0 = std::chrono::steady_clock::now();
+    parallel_for(n, n / parallel_threads(), [&](int64_t begin, int64_t end) {
+      float sum[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      for (int64_t i = begin; i + 8 <= end; i += 8)
+        for (int k = 0; k < 8; ++k) sum[k] += p[i + k];
+      partial[static_cast<size_t>(slot++) * 16] = sum[0] + sum[1] + sum[2] + sum[3] + sum[4] + sum[5] + sum[6] + sum[7];
+    });
+    const double seconds = seconds_since(t0);
+    double total = 0;
+    for (const float v : partial) total += v;
+    if (total != static_cast<double>(n)) throw std::runtime_error("bandwidth probe: wrong sum");
+    best = std::max(best, static_cast<double>(n) * 4 / seconds);
+  }
+  return best;
+}
+
+// Greedy generation as ../shared/bench/official_cpu.py generate: `batch` rows of one image (`tiles`
+// tiles each) + `text` text tokens, `new_tokens` new tokens each (no end token), random weights.
+int bench_generate(const ParsedFlags& flags) {
+  const std::string config_path = flags.text("--config");
+  const int64_t tiles = flags.integer<int64_t>("--tiles", 1), text = flags.integer<int64_t>("--text", 1);
+  const int64_t batch = flags.integer<int64_t>("--batch", 1), new_tokens = flags.integer<int64_t>("--new-tokens", 2);
+  const int runs = flags.integer("--runs", 1);
+  BenchReport report("generate", flags.boolean("--json"));
+  const InternVLChatConfig config = InternVLChatConfig::from_file(config_path);
+  print_cpu();
+  auto t0 = std::chrono::steady_clock::now();
+  ParameterSet params;
+  InternVLChat model(config, params);
+  Generator gen(1);
+  params.allocate_uniform(gen, 0.02);
+  std::printf("model: %s (%s), %lld parameters in f32, random weights in %.1f s\n", config_path.c_str(),
+              config.llm.architecture.c_str(), static_cast<long long>(params.numel()), seconds_since(t0));
+  const int64_t vocab = config.llm.vocab_size, context_id = vocab - 1, image_tokens = tiles * config.num_image_token();
+  std::vector<int64_t> ids;  // the official script's prompt: half the text, the image, the other half
+  for (int64_t i = 0; i < text / 2; ++i) ids.push_back(1 + i % (vocab - 2));
+  for (int64_t i = 0; i < image_tokens; ++i) ids.push_back(context_id);
+  for (int64_t i = 0; i < text - text / 2; ++i) ids.push_back(1 + i % (vocab - 2));
+  std::vector<GenerationPrompt> prompts;
+  for (int64_t b = 0; b < batch; ++b)
+    prompts.push_back({ids, Tensor::randn({tiles, 3, config.image_size, config.image_size}, gen), static_cast<uint64_t>(b)});
+  GenerationOptions options;
+  options.sampling.max_new_tokens = options.sampling.min_new_tokens = new_tokens;
+  const auto prompt_length = static_cast<int64_t>(ids.size());
+
+  // The floor: every decoded step reads the decoder's weights once (the embedding only a row; a
+  // tied head the whole matrix) and each row's keys and values so far.
+  const LlmConfig& llm = config.llm;
+  const int64_t llm_params = params.numel("language_model.");
+  const int64_t embedding = llm.vocab_size * llm.hidden_size;
+  const double weight_bytes = 4.0 * static_cast<double>(llm_params - (llm.tie_word_embeddings ? 0 : embedding) + llm.hidden_size);
+  const double kv_bytes_per_position = 4.0 * 2 * static_cast<double>(llm.num_layers * llm.num_kv_heads * llm.head_dim);
+  const double mean_positions = static_cast<double>(prompt_length) + static_cast<double>(new_tokens) / 2;
+  const double step_bytes = weight_bytes + static_cast<double>(batch) * kv_bytes_per_position * mean_positions;
+  const double bandwidth = read_bandwidth();
+  const double floor_tokens_per_s = static_cast<double>(batch) * bandwidth / step_bytes;
+  std::printf("work: batch %lld, %lld prompt tokens each (%lld text + %lld image), %lld new tokens each, greedy\n",
+              static_cast<long long>(batch), static_cast<long long>(prompt_length), static_cast<long long>(text),
+              static_cast<long long>(image_tokens), static_cast<long long>(new_tokens));
+  std::printf("memory read bandwidth %.1f GB/s; a decode step reads %.2f GB -> floor %.1f tokens/s\n\n", bandwidth / 1e9,
+              step_bytes / 1e9, floor_tokens_per_s);
+
+  std::vector<double> prefill, decode_rate, total;
+  std::printf("%-6s %12s %16s %12s\n", "run", "prefill s", "decode tok/s", "total s");
+  generate(model, context_id, prompts, options);  // warm-up (the block cache, the pages)
+  for (int r = 0; r < runs; ++r) {
+    GenerationStats stats;
+    t0 = std::chrono::steady_clock::now();
+    const auto out = generate(model, context_id, prompts, options, {}, &stats);
+    const double seconds = seconds_since(t0);
+    if (static_cast<int64_t>(out[0].size()) != new_tokens) throw std::runtime_error("generation stopped early");
+    const double rate = static_cast<double>(batch * stats.decode_steps) / stats.decode_seconds;
+    std::printf("%-6d %12.2f %16.2f %12.2f\n", r + 1, stats.prefill_seconds, rate, seconds);
+    prefill.push_back(stats.prefill_seconds), decode_rate.push_back(rate), total.push_back(seconds);
+  }
+  const double rate = median(decode_rate);
+  std::printf("\ndecode %.2f tokens/s = %.0f%% of the floor; peak resident memory %.2f GiB\n", rate, 100 * rate / floor_tokens_per_s,
+              peak_rss_gib());
+  report["tiles"] = tiles;
+  report.set_seconds(total);
+  report["prompt"] = prompt_length;
+  report["new_tokens"] = new_tokens;
+  report["batch"] = batch;
+  report["prefill_seconds_min"] = rounded(*std::min_element(prefill.begin(), prefill.end()), 4);
+  report["decode_tokens_per_s"] = rounded(rate, 2);
+  report["new_tokens_per_s_incl_prefill"] = rounded(static_cast<double>(batch * new_tokens) / median(total), 1);
+  report["read_bandwidth_GBps"] = rounded(bandwidth / 1e9, 2);
+  report["floor_tokens_per_s"] = rounded(floor_tokens_per_s, 2);
+  report["fraction_of_floor"] = rounded(rate / floor_tokens_per_s, 3);
+  report["runs"] = runs;
+  report["config"] = config_path;
+  report.print();
+  return 0;
+}
+
 std::vector<Command> bench_commands() {
   const Flag json{"--json", "", "", "print one JSON object on stdout (keys as ../shared/bench/official_cpu.py); the table goes to stderr"};
   return {{{"bench gemm",
@@ -367,7 +474,21 @@ std::vector<Command> bench_commands() {
              json},
             "The work of ../shared/bench/official_cpu.py mpo-step (reference forward, policy forward and\n"
             "backward, AdamW without clipping), with everything trainable."},
-           bench_mpo_step}};
+           bench_mpo_step},
+          {{"bench generate",
+            "greedy generation with random weights (default: InternVL2-1B shapes): prefill time, decode tokens/s, the bandwidth floor",
+            {},
+            {{"--config", "FILE", std::string(IVL_SOURCE_DIR) + "/tests/data/internvl2-1b/config.json", "the model's config.json"},
+             {"--tiles", "N", "1", "image tiles per row"},
+             {"--text", "N", "64", "text tokens around the image tokens"},
+             {"--batch", "N", "1", "rows generated together"},
+             {"--new-tokens", "N", "128", "new tokens per row"},
+             {"--runs", "N", "2", "timed generations (after one warm-up)"},
+             json},
+            "The work of ../shared/bench/official_cpu.py generate. The floor is the memory-bandwidth bound\n"
+            "of decoding: batch x (read bandwidth, measured here) / (bytes of weights and cached keys and\n"
+            "values a step reads)."},
+           bench_generate}};
 }
 
 }  // namespace ivl::cli

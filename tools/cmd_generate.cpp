@@ -68,6 +68,10 @@ struct ChatModel {
     std::fprintf(stderr, "loading %s ...\n", dir.c_str());
     loaded = load_internvl(dir);
     tokenizer = load_tokenizer(dir);
+    if (tokenizer->vocab_size() > loaded.config.llm.vocab_size)
+      throw std::invalid_argument("the tokenizer of '" + dir + "' has " + std::to_string(tokenizer->vocab_size()) +
+                                  " tokens, the model's vocabulary only " + std::to_string(loaded.config.llm.vocab_size) +
+                                  ": the tokenizer files belong to another model");
     const std::string name = flags.text("--template", loaded.config.template_name);
     if (name.empty()) throw std::invalid_argument("config.json of '" + dir + "' names no template; pass --template NAME");
     chat = &chat_template(name);
