@@ -187,6 +187,49 @@ TEST_CASE("a KV cache gives the full forward's logits, prefill then one position
                     HasSubstr("NoGrad"));
 }
 
+TEST_CASE("a KV cache past InternLM2's max positions grows the rope base as the official cache does", "[model]") {
+  const LlmConfig config = parse(tiny_config("InternLM2ForCausalLM", false)).llm;  // max positions 64, dynamic NTK
+  REQUIRE(config.dynamic_ntk_factor > 0);
+  ParameterSet params;
+  Decoder decoder(config, params);
+  Generator gen(12);
+  params.allocate_uniform(gen, 0.2);
+  NoGrad no_grad;
+  const int64_t T = 80, prefill = 60;
+  std::vector<int64_t> ids;
+  for (int64_t i = 0; i < T; ++i) ids.push_back((i * 5 + 1) % 50);
+  const Tensor token_ids = Tensor::from_vector(ids, {1, T});
+  // One prefill of all 80 positions: the grown base for every position, as the full forward.
+  KvCache whole = KvCache::allocate(config, 1, T);
+  const Tensor full = decoder.forward(decoder.embed(token_ids));
+  CHECK(max_abs_diff(decoder.logits(decoder.hidden(decoder.embed(token_ids), Tensor(), Tensor(), &whole)), full) < 1e-5);
+  CHECK(whole.rope.theta == dynamic_ntk_theta(config.rope_theta, config.dynamic_ntk_factor, T, config.max_position_embeddings,
+                                              config.head_dim));
+  // Prefill 60, then one position at a time: up to 64 positions the plain base (the full forward of
+  // those positions); beyond, each step's base grows with the length and the keys already cached keep
+  // the rotation they were stored with (post-rope keys), as in the official generate().
+  KvCache cache = KvCache::allocate(config, 1, T);
+  const Tensor first = decoder.logits(decoder.hidden(decoder.embed(token_ids.narrow(1, 0, prefill)), Tensor(), Tensor(), &cache));
+  const Tensor plain = decoder.forward(decoder.embed(token_ids.narrow(1, 0, config.max_position_embeddings)));
+  CHECK(max_abs_diff(first, plain.narrow(1, 0, prefill)) < 1e-5);
+  double previous = cache.rope.theta;
+  for (int64_t t = prefill; t < T; ++t) {
+    const Tensor step = decoder.logits(decoder.hidden(decoder.embed(token_ids.narrow(1, t, 1)), Tensor(), Tensor(), &cache));
+    const int64_t length = t + 1;
+    if (length <= config.max_position_embeddings) {
+      CHECK(max_abs_diff(step, plain.narrow(1, t, 1)) < 1e-5);
+      CHECK(cache.rope.theta == config.rope_theta);
+    } else {
+      CHECK(cache.rope.theta == dynamic_ntk_theta(config.rope_theta, config.dynamic_ntk_factor, length,
+                                                  config.max_position_embeddings, config.head_dim));
+      CHECK(cache.rope.theta > previous);
+      CHECK(std::isfinite(step.to_doubles()[0]));
+    }
+    previous = cache.rope.theta;
+  }
+  CHECK(cache.rope.cached_length == T);
+}
+
 TEST_CASE("select_layer picks the hidden state of the official rule", "[model]") {
   json j = tiny_config("Qwen2ForCausalLM", false);
   for (const auto& [select, layers] : {std::pair{-1, 3}, std::pair{-2, 2}, std::pair{0, 0}, std::pair{2, 2}}) {
