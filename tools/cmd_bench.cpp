@@ -337,6 +337,27 @@ int bench_mpo_step(const ParsedFlags& flags) {
 
 }  // namespace
 
+// The sum of p[begin, end) in 32 independent lanes (so that the adds never wait on each other),
+// with AVX2 where the CPU has it: fast enough that memory, not arithmetic, sets the pace.
+template <size_t Lanes>
+[[gnu::always_inline]] inline float lane_sum(const float* p, int64_t begin, int64_t end) {
+  float sum[Lanes] = {};
+  for (int64_t i = begin; i + static_cast<int64_t>(Lanes) <= end; i += static_cast<int64_t>(Lanes))
+    for (size_t k = 0; k < Lanes; ++k) sum[k] += p[i + static_cast<int64_t>(k)];
+  float total = 0;
+  for (size_t k = 0; k < Lanes; ++k) total += sum[k];
+  return total;
+}
+#if defined(__x86_64__) && defined(__GNUC__)
+[[gnu::target("avx2")]] float lane_sum_avx2(const float* p, int64_t begin, int64_t end) { return lane_sum<32>(p, begin, end); }
+#endif
+float fast_sum(const float* p, int64_t begin, int64_t end) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (__builtin_cpu_supports("avx2")) return lane_sum_avx2(p, begin, end);
+#endif
+  return lane_sum<32>(p, begin, end);
+}
+
 // The machine's memory read bandwidth in bytes/s: the best of several passes summing a buffer far
 // larger than the caches on every engine thread.
 double read_bandwidth() {
@@ -349,10 +370,7 @@ double read_bandwidth() {
     std::atomic<int> slot{0};
     const auto t0 = std::chrono::steady_clock::now();
     parallel_for(n, n / parallel_threads(), [&](int64_t begin, int64_t end) {
-      float sum[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      for (int64_t i = begin; i + 8 <= end; i += 8)
-        for (int k = 0; k < 8; ++k) sum[k] += p[i + k];
-      partial[static_cast<size_t>(slot++) * 16] = sum[0] + sum[1] + sum[2] + sum[3] + sum[4] + sum[5] + sum[6] + sum[7];
+      partial[static_cast<size_t>(slot++) * 16] = fast_sum(p, begin, end);
     });
     const double seconds = seconds_since(t0);
     double total = 0;
