@@ -31,6 +31,16 @@ void cpu_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int
   }
   const int M = blas_int(m, "M"), N = blas_int(n, "N"), K = blas_int(k, "K");
   const int LDA = blas_int(lda, "lda"), LDB = blas_int(ldb, "ldb"), LDC = blas_int(ldc, "ldc");
+  // One row (or one column) of C is a matrix-vector product: gemv reads the matrix once, where gemm
+  // would first copy it into its packed panels (decoding a token is all such products).
+  auto gemv = [&](CBLAS_TRANSPOSE op, int rows, int cols, const T* matrix, int ld, const T* x, int incx, T* y, int incy) {
+    if constexpr (std::is_same_v<T, float>) cblas_sgemv(CblasRowMajor, op, rows, cols, 1.0f, matrix, ld, x, incx, beta, y, incy);
+    else cblas_dgemv(CblasRowMajor, op, rows, cols, 1.0, matrix, ld, x, incx, beta, y, incy);
+  };
+  if (m == 1)  // c[j] = sum_p a[p] opB[p, j]; a's elements lie lda apart when it is a transposed column
+    return tb ? gemv(CblasNoTrans, N, K, b, LDB, a, ta ? LDA : 1, c, 1) : gemv(CblasTrans, K, N, b, LDB, a, ta ? LDA : 1, c, 1);
+  if (n == 1)  // c[i * ldc] = sum_p opA[i, p] b[p]
+    return ta ? gemv(CblasTrans, K, M, a, LDA, b, tb ? 1 : LDB, c, LDC) : gemv(CblasNoTrans, M, K, a, LDA, b, tb ? 1 : LDB, c, LDC);
   if constexpr (std::is_same_v<T, float>) cblas_sgemm(CblasRowMajor, opa, opb, M, N, K, 1.0f, a, LDA, b, LDB, beta, c, LDC);
   else cblas_dgemm(CblasRowMajor, opa, opb, M, N, K, 1.0, a, LDA, b, LDB, beta, c, LDC);
 }
