@@ -55,19 +55,22 @@ template <class F> decltype(auto) dispatch_index(DType dtype, const char* op, F&
   fail(std::string(op) + ": indices must be i32 or i64, got " + dtype_name(dtype));
 }
 
-// Walks `shape` in row-major order, one innermost row at a time: row(offsets, n, inner_strides) with,
-// per operand, the element offset of the row's first element and its stride along the row.
+// Rows [begin, end) of `shape` (its innermost rows, numbered in row-major order): row(offsets, n,
+// inner_strides) with, per operand, the element offset of the row's first element and its stride
+// along the row. For ndim >= 1 and a non-empty shape.
 template <size_t N, class Row>
-void for_each_row(const Shape& shape, const std::array<const Shape*, N>& strides, Row&& row) {
+void for_rows(const Shape& shape, const std::array<const Shape*, N>& strides, int64_t begin, int64_t end, Row&& row) {
   const size_t ndim = shape.size();
-  const int64_t numel = shape_numel(shape);
-  std::array<int64_t, N> base{}, inner{};
-  if (numel == 0) return;
-  if (ndim == 0) return row(base, int64_t{1}, inner);
-  for (size_t k = 0; k < N; ++k) inner[k] = (*strides[k])[ndim - 1];
   const int64_t n = shape[ndim - 1];
+  std::array<int64_t, N> base{}, inner{};
+  for (size_t k = 0; k < N; ++k) inner[k] = (*strides[k])[ndim - 1];
   std::vector<int64_t> index(ndim, 0);
-  for (int64_t r = 0, rows = numel / n; r < rows; ++r) {
+  for (size_t d = ndim - 1, rest = static_cast<size_t>(begin); d-- > 0;) {  // unravel the first row
+    index[d] = static_cast<int64_t>(rest % static_cast<size_t>(shape[d]));
+    rest /= static_cast<size_t>(shape[d]);
+    for (size_t k = 0; k < N; ++k) base[k] += index[d] * (*strides[k])[d];
+  }
+  for (int64_t r = begin; r < end; ++r) {
     row(base, n, inner);
     for (size_t d = ndim - 1; d-- > 0;) {
       for (size_t k = 0; k < N; ++k) base[k] += (*strides[k])[d];
@@ -78,33 +81,24 @@ void for_each_row(const Shape& shape, const std::array<const Shape*, N>& strides
   }
 }
 
+// Walks `shape` in row-major order, one innermost row at a time (see for_rows).
+template <size_t N, class Row>
+void for_each_row(const Shape& shape, const std::array<const Shape*, N>& strides, Row&& row) {
+  const int64_t numel = shape_numel(shape);
+  if (numel == 0) return;
+  if (shape.empty()) return row(std::array<int64_t, N>{}, int64_t{1}, std::array<int64_t, N>{});
+  for_rows<N>(shape, strides, 0, numel / shape.back(), row);
+}
+
 // for_each_row with the rows split over the engine's threads (parallel.h): for kernels whose rows
 // write disjoint memory (a freshly allocated dense output).
 template <size_t N, class Row>
 void parallel_for_each_row(const Shape& shape, const std::array<const Shape*, N>& strides, Row&& row) {
-  const size_t ndim = shape.size();
   const int64_t numel = shape_numel(shape);
-  if (ndim == 0 || numel < 2 * kElementwiseGrain) return for_each_row<N>(shape, strides, row);
-  const int64_t n = shape[ndim - 1], rows = numel / n;
-  parallel_for(rows, std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(n, 1)), [&](int64_t begin, int64_t end) {
-    std::array<int64_t, N> base{}, inner{};
-    for (size_t k = 0; k < N; ++k) inner[k] = (*strides[k])[ndim - 1];
-    std::vector<int64_t> index(ndim, 0);
-    for (size_t d = ndim - 1, rest = static_cast<size_t>(begin); d-- > 0;) {  // unravel the first row
-      index[d] = static_cast<int64_t>(rest % static_cast<size_t>(shape[d]));
-      rest /= static_cast<size_t>(shape[d]);
-      for (size_t k = 0; k < N; ++k) base[k] += index[d] * (*strides[k])[d];
-    }
-    for (int64_t r = begin; r < end; ++r) {
-      row(base, n, inner);
-      for (size_t d = ndim - 1; d-- > 0;) {
-        for (size_t k = 0; k < N; ++k) base[k] += (*strides[k])[d];
-        if (++index[d] < shape[d]) break;
-        for (size_t k = 0; k < N; ++k) base[k] -= (*strides[k])[d] * shape[d];
-        index[d] = 0;
-      }
-    }
-  });
+  if (shape.empty() || numel < 2 * kElementwiseGrain) return for_each_row<N>(shape, strides, row);
+  const int64_t n = shape.back();
+  parallel_for(numel / n, std::max<int64_t>(1, kElementwiseGrain / n),
+               [&](int64_t begin, int64_t end) { for_rows<N>(shape, strides, begin, end, row); });
 }
 
 // Strides that read `t` as if it had `shape` (broadcast dims get stride 0).
