@@ -125,4 +125,12 @@ template <class T>
 void cpu_gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda,
               const T* b, int64_t ldb, T* c, int64_t ldc, bool accumulate = false);
 
+// C = A . B^T (+ C) for a few rows of A, reading B once (tensor/cpu/gemm_few_rows.cpp): a [m, k],
+// b [n, k], c [m, n], each row-major with its leading dimension. Each c[i, j] gets the same bits
+// whatever m is. cpu_gemm sends f32 products with m <= kGemmFewRows here. `portable` skips the
+// AVX2 path (for the test that both give the same bits).
+void gemm_few_rows(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+                   int64_t ldc, bool accumulate, bool portable = false);
+inline constexpr int64_t kGemmFewRows = 16;
+
 }  // namespace ivl::detail

@@ -29,6 +29,8 @@ void cpu_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int
       for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, T(0));
     return;
   }
+  if constexpr (std::is_same_v<T, float>)
+    if (!ta && tb && m <= kGemmFewRows) return gemm_few_rows(m, n, k, a, lda, b, ldb, c, ldc, accumulate);
   const int M = blas_int(m, "M"), N = blas_int(n, "N"), K = blas_int(k, "K");
   const int LDA = blas_int(lda, "lda"), LDB = blas_int(ldb, "ldb"), LDC = blas_int(ldc, "ldc");
   // One row (or one column) of C is a matrix-vector product: gemv reads the matrix once, where gemm

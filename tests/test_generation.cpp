@@ -251,6 +251,41 @@ TEST_CASE("ivl generate writes each record's responses, resumes after a torn lin
   CHECK_THAT(missing, HasSubstr("no_such.jpg"));
 }
 
+TEST_CASE("ivl generate --stop ends an answer before its stop string", "[generate][cli]") {
+  TemporaryDirectory dir("ivl_stop");
+  dir.write("in.jsonl", "{\"question\": \"Say hi.\"}\n");
+  const std::string command = "'" + kBinary + "' generate --model '" + kChatModel + "' --input '" + dir.file("in.jsonl") +
+                              "' --max-new-tokens 16 --output ";
+  const auto [log, code] = run_command(command + "'" + dir.file("free.jsonl") + "'");
+  INFO(log);
+  REQUIRE(code == 0);
+  const std::string free = nlohmann::json::parse(read_all(dir.file("free.jsonl"))).at("responses").at(0).get<std::string>();
+  INFO("greedy answer: " << free);
+  REQUIRE(free.size() >= 6);
+  // A stop string from the middle of the greedy answer (one whole UTF-8 character, seen there
+  // first): the same answer, cut before it.
+  auto is_lead = [&](size_t i) { return (static_cast<unsigned char>(free[i]) & 0xC0) != 0x80; };
+  auto character = [&](size_t i) {
+    size_t end = i + 1;
+    while (end < free.size() && !is_lead(end)) ++end;
+    return free.substr(i, end - i);
+  };
+  size_t at = free.size() / 2;
+  while (at > 0 && (!is_lead(at) || free.find(character(at)) != at || free[at] == ' ' || free[at] == '\'')) --at;
+  REQUIRE(at > 0);
+  const std::string stop = character(at);
+  std::string expected = free.substr(0, at);
+  expected.erase(expected.find_last_not_of(" \t\r\n") + 1);
+  const auto [cut_log, cut_code] = run_command(command + "'" + dir.file("cut.jsonl") + "' --stop 'never seen' --stop '" + stop + "'");
+  INFO(cut_log);
+  REQUIRE(cut_code == 0);
+  CHECK(nlohmann::json::parse(read_all(dir.file("cut.jsonl"))).at("responses").at(0).get<std::string>() == expected);
+  const auto [empty, empty_code] = run_command(command + "'" + dir.file("e.jsonl") + "' --stop ''");
+  CHECK(empty_code == 1);
+  CHECK_THAT(empty, HasSubstr("cannot be empty"));
+  CHECK_THAT(empty, !HasSubstr("loading"));  // refused before the model loads
+}
+
 TEST_CASE("ivl chat answers a question about an image, then a second turn, and refuses what it cannot use", "[generate][cli]") {
   const std::string chat = "'" + kBinary + "' chat --model '" + kChatModel + "' --max-new-tokens 6 ";
   const auto [once, code] = run_command(chat + "--image '" + kImages + "/internvl_image1_red_panda.jpg' --prompt 'What is this?'");

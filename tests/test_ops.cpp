@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "tensor/autograd.h"
+#include "tensor/cpu_helpers.h"
 #include "tensor/ops.h"
 #include "tensor/random.h"
 #include "tests/catch.h"
@@ -46,6 +47,45 @@ TEST_CASE("matmul matches plain loops for every layout and batch broadcast", "[o
   CHECK(matmul(Tensor::ones({2, 0}), Tensor::ones({0, 3})).to_doubles() == std::vector<double>(6, 0.0));
   CHECK_THROWS_WITH(matmul(Tensor::ones({2, 3}), Tensor::ones({4, 5})), HasSubstr("[2, 3] @ [4, 5]"));
   CHECK_THROWS_WITH(matmul(Tensor::ones({2, 3}), Tensor::ones({3, 5}, DType::f64)), HasSubstr("dtypes differ"));
+}
+
+TEST_CASE("few-row products (decoding) match plain loops; a row's bits do not depend on the rows beside it", "[ops]") {
+  Generator gen(4);
+  // k = 37 leaves a tail past the eight lanes; n = 23 leaves columns past the groups of four; the
+  // leading dimensions are wider than the rows.
+  const int64_t k = 37, n = 23, lda = 41, ldb = 40, ldc = 29;
+  const std::vector<float> a = floats(Tensor::randn({16, lda}, gen)), b = floats(Tensor::randn({n, ldb}, gen));
+  std::vector<float> alone(static_cast<size_t>(16 * ldc));
+  for (int64_t i = 0; i < 16; ++i)  // each row on its own
+    detail::gemm_few_rows(1, n, k, a.data() + i * lda, lda, b.data(), ldb, alone.data() + i * ldc, ldc, false);
+  for (int64_t i = 0; i < 16; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double expected = 0;
+      for (int64_t p = 0; p < k; ++p) expected += static_cast<double>(a[static_cast<size_t>(i * lda + p)]) * b[static_cast<size_t>(j * ldb + p)];
+      CHECK(std::abs(alone[static_cast<size_t>(i * ldc + j)] - expected) < 1e-5);
+    }
+  for (int64_t m = 1; m <= 16; ++m)
+    for (bool portable : {false, true}) {
+      INFO("m = " << m << (portable ? ", portable path" : ", vector path"));
+      std::vector<float> c(static_cast<size_t>(m * ldc), -7.0f);
+      detail::gemm_few_rows(m, n, k, a.data(), lda, b.data(), ldb, c.data(), ldc, false, portable);
+      bool same = true, accumulated = true;
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) same = same && c[static_cast<size_t>(i * ldc + j)] == alone[static_cast<size_t>(i * ldc + j)];
+      CHECK(same);
+      CHECK(c[static_cast<size_t>(n)] == -7.0f);  // past the row's n columns: untouched
+      detail::gemm_few_rows(m, n, k, a.data(), lda, b.data(), ldb, c.data(), ldc, true, portable);
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+          const float once = alone[static_cast<size_t>(i * ldc + j)];
+          accumulated = accumulated && c[static_cast<size_t>(i * ldc + j)] == once + once;
+        }
+      CHECK(accumulated);
+    }
+  // Through linear: a decoding batch's rows equal the rows decoded one at a time.
+  const Tensor x = Tensor::randn({8, 64}, gen), w = Tensor::randn({300, 64}, gen);
+  const Tensor together = linear(x, w);
+  for (int64_t i = 0; i < 8; ++i) CHECK(floats(linear(x.narrow(0, i, 1), w)) == floats(together.narrow(0, i, 1)));
 }
 
 TEST_CASE("linear is x W^T + b, bf16 inputs compute in f32 and return bf16", "[ops]") {

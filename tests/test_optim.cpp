@@ -27,11 +27,6 @@ namespace {
 
 const std::string kTrainDir = std::string(IVL_SHARED_DIR) + "/fixtures/train-qwen2";
 
-std::vector<float> floats(const Tensor& t) {
-  const Tensor dense = t.contiguous();
-  return std::vector<float>(dense.data<float>(), dense.data<float>() + dense.numel());
-}
-
 // Elements [at, at + n) of a flat buffer.
 std::vector<float> range_of(const Tensor& flat, int64_t at, int64_t n) {
   const float* x = flat.data<float>() + at;

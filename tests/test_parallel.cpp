@@ -13,6 +13,7 @@
 #include "tensor/parallel.h"
 #include "tensor/random.h"
 #include "tests/catch.h"
+#include "tests/test_support.h"
 
 using namespace ivl;
 
@@ -24,11 +25,6 @@ struct ThreadCount {
   explicit ThreadCount(int n) : previous(set_parallel_threads(n)) {}
   ~ThreadCount() { set_parallel_threads(previous); }
 };
-
-std::vector<float> floats(const Tensor& t) {
-  const Tensor c = t.contiguous();
-  return std::vector<float>(c.data<float>(), c.data<float>() + c.numel());
-}
 
 }  // namespace
 
@@ -92,6 +88,7 @@ TEST_CASE("the threaded kernels give the same bits on one thread and on several"
   // Sizes above the elementwise grain so that the kernels split; views and broadcasting included.
   const Tensor x = Tensor::randn({3, 200, 333}, gen), y = Tensor::randn({200, 1}, gen);
   const Tensor q = Tensor::randn({1, 2, 300, 16}, gen), k = Tensor::randn({1, 2, 300, 16}, gen), v = Tensor::randn({1, 2, 300, 16}, gen);
+  const Tensor tokens = Tensor::randn({8, 200}, gen), weight = Tensor::randn({1000, 200}, gen);  // a decoding step's linear
   auto run = [&] {
     std::vector<std::vector<float>> out;
     Tensor xg = x.detach();
@@ -100,6 +97,7 @@ TEST_CASE("the threaded kernels give the same bits on one thread and on several"
     sum(b).backward();
     out.push_back(floats(a)), out.push_back(floats(b)), out.push_back(floats(xg.grad()));
     out.push_back(floats(x.permute({2, 0, 1}).contiguous()));
+    out.push_back(floats(linear(tokens, weight)));
     Tensor qg = q.detach(), kg = k.detach(), vg = v.detach();
     qg.set_requires_grad(true), kg.set_requires_grad(true), vg.set_requires_grad(true);
     const Tensor o = scaled_dot_product_attention(qg, kg, vg, {.causal = true});

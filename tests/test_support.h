@@ -19,6 +19,12 @@
 #include "tensor/tensor.h"
 #include "tests/catch.h"
 
+// The elements of an f32 tensor (any layout) in order.
+inline std::vector<float> floats(const ivl::Tensor& t) {
+  const ivl::Tensor dense = t.contiguous();
+  return std::vector<float>(dense.data<float>(), dense.data<float>() + dense.numel());
+}
+
 // max |a - b| over all elements; the shapes must match.
 inline double max_abs_diff(const ivl::Tensor& a, const ivl::Tensor& b) {
   REQUIRE(a.shape() == b.shape());

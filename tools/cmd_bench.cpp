@@ -385,7 +385,7 @@ double read_bandwidth() {
 // tiles each) + `text` text tokens, `new_tokens` new tokens each (no end token), random weights.
 int bench_generate(const ParsedFlags& flags) {
   const std::string config_path = flags.text("--config");
-  const int64_t tiles = flags.integer<int64_t>("--tiles", 1), text = flags.integer<int64_t>("--text", 1);
+  const int64_t tiles = flags.integer<int64_t>("--tiles", 0), text = flags.integer<int64_t>("--text", tiles == 0 ? 1 : 0);
   const int64_t batch = flags.integer<int64_t>("--batch", 1), new_tokens = flags.integer<int64_t>("--new-tokens", 2);
   const int runs = flags.integer("--runs", 1);
   BenchReport report("generate", flags.boolean("--json"));
@@ -405,7 +405,8 @@ int bench_generate(const ParsedFlags& flags) {
   for (int64_t i = 0; i < text - text / 2; ++i) ids.push_back(1 + i % (vocab - 2));
   std::vector<GenerationPrompt> prompts;
   for (int64_t b = 0; b < batch; ++b)
-    prompts.push_back({ids, Tensor::randn({tiles, 3, config.image_size, config.image_size}, gen), static_cast<uint64_t>(b)});
+    prompts.push_back({ids, tiles == 0 ? Tensor() : Tensor::randn({tiles, 3, config.image_size, config.image_size}, gen),
+                       static_cast<uint64_t>(b)});
   GenerationOptions options;
   options.sampling.max_new_tokens = options.sampling.min_new_tokens = new_tokens;
   const auto prompt_length = static_cast<int64_t>(ids.size());
@@ -497,7 +498,7 @@ std::vector<Command> bench_commands() {
             "greedy generation with random weights (default: InternVL2-1B shapes): prefill time, decode tokens/s, the bandwidth floor",
             {},
             {{"--config", "FILE", std::string(IVL_SOURCE_DIR) + "/tests/data/internvl2-1b/config.json", "the model's config.json"},
-             {"--tiles", "N", "1", "image tiles per row"},
+             {"--tiles", "N", "1", "image tiles per row (0: a text-only prompt)"},
              {"--text", "N", "64", "text tokens around the image tokens"},
              {"--batch", "N", "1", "rows generated together"},
              {"--new-tokens", "N", "128", "new tokens per row"},

@@ -1,6 +1,7 @@
 // `ivl chat` and `ivl generate`: the official chat() around internvl/generation.h. A model directory
 // (config.json, weights, tokenizer files), its template, images tiled as the official pipeline does,
 // the answer decoded without special tokens and cut at the template's separator.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -30,7 +31,9 @@ std::vector<Flag> sampling_flags(const char* max_new_tokens) {
           {"--top-k", "K", "50", "sample among the K most likely tokens (0: all)"},
           {"--top-p", "P", "1.0", "sample among the most likely tokens whose probability adds up to P"},
           {"--repetition-penalty", "R", "1.0", "HF's penalty on tokens already generated (1: none)"},
-          {"--seed", "N", "0", "the draws' seed: the same seed gives the same text"}};
+          {"--seed", "N", "0", "the draws' seed: the same seed gives the same text"},
+          {"--stop", "TEXT", "", "a stop string: the answer ends before it (repeatable; the template's separator always stops)",
+           Flag::optional, "", true}};
 }
 
 SamplingOptions sampling_from(const ParsedFlags& flags) {
@@ -53,6 +56,7 @@ struct ChatModel {
   std::unique_ptr<Tokenizer> tokenizer;
   const ChatTemplate* chat = nullptr;
   std::string system_message;
+  std::vector<std::string> stops;  // the template's separator, then --stop's
   int64_t image_context_id = 0;
   GenerationOptions options;
   TileOptions tiles;
@@ -65,6 +69,12 @@ struct ChatModel {
       throw std::invalid_argument("model directory '" + dir +
                                   "' has no tokenizer files (tokenizer.json, vocab.json + merges.txt, or tokenizer.model): "
                                   "copy those of the published checkpoint next to config.json");
+    options.sampling = sampling_from(flags);  // flag mistakes before the minutes of loading
+    tiles.max_tiles = flags.integer<int>("--max-tiles", 1, 40);
+    for (const std::string& stop : flags.list("--stop")) {
+      if (stop.empty()) throw FlagError("--stop: a stop string cannot be empty");
+      stops.push_back(stop);
+    }
     std::fprintf(stderr, "loading %s ...\n", dir.c_str());
     loaded = load_internvl(dir);
     tokenizer = load_tokenizer(dir);
@@ -77,11 +87,10 @@ struct ChatModel {
     chat = &chat_template(name);
     system_message = flags.text("--system");
     image_context_id = tokenizer->token_id(kImageContext);
-    options.sampling = sampling_from(flags);
     options.eos_ids = {tokenizer->token_id(chat->eos_token())};
+    stops.insert(stops.begin(), chat->eos_token());
     options.pad_id = tokenizer->pad_id() >= 0 ? tokenizer->pad_id() : 0;
     tiles.image_size = static_cast<int>(loaded.config.image_size);
-    tiles.max_tiles = flags.integer<int>("--max-tiles", 1, 40);
   }
 
   int64_t context() const { return loaded.config.llm.max_position_embeddings; }
@@ -101,11 +110,17 @@ struct ChatModel {
     return {encoded.input_ids, images.pixel_values, sample_id};
   }
 
-  // chat()'s answer: the text without special tokens, up to the separator, stripped.
+  // Where the first stop string starts in `text` (npos: none).
+  size_t first_stop(const std::string& text) const {
+    size_t first = std::string::npos;
+    for (const std::string& stop : stops) first = std::min(first, text.find(stop));
+    return first;
+  }
+
+  // chat()'s answer: the text without special tokens, up to the separator (or a stop string), stripped.
   std::string answer(const std::vector<int64_t>& ids) const {
     std::string text = tokenizer->decode(ids, true);
-    const std::string sep = chat->eos_token();
-    if (const size_t at = text.find(sep); at != std::string::npos) text.resize(at);
+    if (const size_t at = first_stop(text); at != std::string::npos) text.resize(at);
     const size_t first = text.find_first_not_of(" \t\r\n"), last = text.find_last_not_of(" \t\r\n");
     return first == std::string::npos ? "" : text.substr(first, last - first + 1);
   }
@@ -130,12 +145,11 @@ std::string chat_turn(const ChatModel& model, std::vector<ChatTurn>& history, co
   std::vector<int64_t> ids;
   std::string shown;
   GenerationStats stats;
-  const std::string sep = model.chat->eos_token();
   generate(*model.loaded.model, model.image_context_id, {prompt}, model.options,
            [&](size_t, int64_t token) {
              ids.push_back(token);
              const std::string text = model.tokenizer->decode(ids, true);
-             const size_t cut = text.find(sep);
+             const size_t cut = model.first_stop(text);
              const std::string visible = cut == std::string::npos ? text : text.substr(0, cut);
              if (!ends_mid_character(visible) && visible.size() > shown.size() && visible.compare(0, shown.size(), shown) == 0) {
                std::fwrite(visible.data() + shown.size(), 1, visible.size() - shown.size(), stdout);
@@ -272,11 +286,20 @@ int cmd_generate(const ParsedFlags& flags) {
     std::vector<GenerationPrompt> prompts;
     for (int64_t j = 0; j < n; ++j)  // sample ids from the record's index: a rerun draws the same
       prompts.push_back(model.prompt({}, record.at("question").get<std::string>(), images, static_cast<uint64_t>(i) * 256 + static_cast<uint64_t>(j)));
-    const auto ids = generate(*model.loaded.model, model.image_context_id, prompts, model.options);
+    // Rows stop on the end token; with --stop strings also once their text so far holds one.
+    std::vector<std::vector<int64_t>> so_far(prompts.size());
+    TokenCallback on_token;
+    if (model.stops.size() > 1)
+      on_token = [&](size_t row, int64_t token) {
+        so_far[row].push_back(token);
+        return model.first_stop(model.tokenizer->decode(so_far[row], true)) != std::string::npos;
+      };
+    const auto ids = generate(*model.loaded.model, model.image_context_id, prompts, model.options, on_token);
     nlohmann::json responses = nlohmann::json::array();
     for (const auto& row : ids) responses.push_back(model.answer(row)), tokens += static_cast<int64_t>(row.size());
     record["responses"] = responses;
-    const std::string text = record.dump() + "\n";
+    // A response cut inside a character (the token budget ran out there) gets U+FFFD, not an error.
+    const std::string text = record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     out.write(text.data(), static_cast<std::streamsize>(text.size()));
     out.flush();
     if (!out) throw std::runtime_error("writing '" + output + "' failed");
