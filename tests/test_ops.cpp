@@ -49,7 +49,7 @@ TEST_CASE("matmul matches plain loops for every layout and batch broadcast", "[o
   CHECK_THROWS_WITH(matmul(Tensor::ones({2, 3}), Tensor::ones({3, 5}, DType::f64)), HasSubstr("dtypes differ"));
 }
 
-TEST_CASE("few-row products (decoding) match plain loops; a row's bits do not depend on the rows beside it", "[ops]") {
+TEST_CASE("few-row products (decoding) match plain loops, and a row's bits do not depend on the rows beside it", "[ops]") {
   Generator gen(4);
   // k = 37 leaves a tail past the eight lanes; n = 23 leaves columns past the groups of four; the
   // leading dimensions are wider than the rows.

@@ -7,9 +7,14 @@
 //
 // Every c[i, j] is computed the same way whatever m, n, the tile or the thread that computes it:
 // eight lanes accumulate a[i, p] * b[j, p] with fused multiply-adds over p = 8q + lane, the lanes
-// are summed in a fixed tree, the k % 8 tail is added with scalar fused multiply-adds. So a row's
-// result does not depend on the other rows it ran with (a sequence decodes alike alone or in a
-// batch), and the portable path gives the same bits as the AVX2 one.
+// are summed in a fixed tree, the k % 8 tail is added with scalar fused multiply-adds.
+//
+// Tiles: one or two rows of A against four rows of B (one pass: B streams from memory); three
+// rows or more, four at a time, against three rows of B (twelve accumulators, seven loads per
+// twelve multiply-adds), the last pass over those rows prefetching the next three, so that memory
+// does not idle while A's later rows reuse B from cache. On 2 Zen 4 cores: 74 GF/s at m = 8,
+// where OpenBLAS sgemm reaches 13-17 (it packs B first).
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -26,8 +31,9 @@ namespace {
 
 constexpr int64_t to_i64(size_t v) { return static_cast<int64_t>(v); }
 
-// The fixed lane tree: ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)).
-inline float sum_lanes(const float* l) { return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7])); }
+// The fixed lane tree: ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7)) (what two horizontal adds
+// of the folded halves give, so the AVX2 path can reduce four accumulators at once).
+inline float sum_lanes(const float* l) { return ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7])); }
 
 struct Operands {
   int64_t k;
@@ -69,12 +75,15 @@ void tile_portable(const Operands& o, int64_t i0, int64_t j0) {
 
 #if defined(__x86_64__)
 template <size_t MR, size_t NR>
-[[gnu::target("avx2,fma")]] void tile_avx2(const Operands& o, int64_t i0, int64_t j0) {
+[[gnu::target("avx2,fma")]] void tile_avx2(const Operands& o, int64_t i0, int64_t j0, int64_t prefetch_j) {
   __m256 acc[MR][NR];
   for (size_t i = 0; i < MR; ++i)
     for (size_t j = 0; j < NR; ++j) acc[i][j] = _mm256_setzero_ps();
   int64_t p = 0;
   for (; p + 8 <= o.k; p += 8) {
+    if (prefetch_j >= 0 && (p & 15) == 0)  // the next rows of B, while these are in cache
+      for (size_t j = 0; j < NR; ++j)
+        _mm_prefetch(reinterpret_cast<const char*>(o.b + (prefetch_j + to_i64(j)) * o.ldb + p), _MM_HINT_T0);
     __m256 bv[NR];
     for (size_t j = 0; j < NR; ++j) bv[j] = _mm256_loadu_ps(o.b + (j0 + to_i64(j)) * o.ldb + p);
     for (size_t i = 0; i < MR; ++i) {
@@ -82,12 +91,21 @@ template <size_t MR, size_t NR>
       for (size_t j = 0; j < NR; ++j) acc[i][j] = _mm256_fmadd_ps(av, bv[j], acc[i][j]);
     }
   }
-  for (size_t i = 0; i < MR; ++i)
-    for (size_t j = 0; j < NR; ++j) {
-      alignas(32) float lanes[8];
-      _mm256_store_ps(lanes, acc[i][j]);
-      finish(o, i0 + to_i64(i), j0 + to_i64(j), p, sum_lanes(lanes));
+  for (size_t i = 0; i < MR; ++i) {
+    if constexpr (NR == 4) {  // the tree of sum_lanes for four accumulators at once
+      __m128 folded[4];
+      for (size_t j = 0; j < 4; ++j) folded[j] = _mm_add_ps(_mm256_castps256_ps128(acc[i][j]), _mm256_extractf128_ps(acc[i][j], 1));
+      alignas(16) float sums[4];
+      _mm_store_ps(sums, _mm_hadd_ps(_mm_hadd_ps(folded[0], folded[1]), _mm_hadd_ps(folded[2], folded[3])));
+      for (size_t j = 0; j < 4; ++j) finish(o, i0 + to_i64(i), j0 + to_i64(j), p, sums[j]);
+    } else {
+      for (size_t j = 0; j < NR; ++j) {
+        alignas(32) float lanes[8];
+        _mm256_store_ps(lanes, acc[i][j]);
+        finish(o, i0 + to_i64(i), j0 + to_i64(j), p, sum_lanes(lanes));
+      }
     }
+  }
 }
 
 bool has_avx2() {
@@ -96,32 +114,44 @@ bool has_avx2() {
 }
 #endif
 
+// prefetch_j >= 0: also fetch rows prefetch_j.. of B (NR of them) into cache.
 template <size_t MR, size_t NR>
-void tile(const Operands& o, int64_t i0, int64_t j0) {
+void tile(const Operands& o, int64_t i0, int64_t j0, int64_t prefetch_j = -1) {
 #if defined(__x86_64__)
-  if (!o.portable && has_avx2()) return tile_avx2<MR, NR>(o, i0, j0);
+  if (!o.portable && has_avx2()) return tile_avx2<MR, NR>(o, i0, j0, prefetch_j);
+#else
+  (void)prefetch_j;
 #endif
   tile_portable<MR, NR>(o, i0, j0);
 }
 
-// Columns j0..j0+NR (NR = 4, or 1 at the end) for every row of A, in row groups that keep eight
-// accumulators (the AVX2 register file holds them with the loads beside).
+// Rows i0..i0+r of A (r <= 4) against rows j..j+NR of B.
 template <size_t NR>
-void columns(const Operands& o, int64_t m, int64_t j0) {
-  int64_t i = 0;
-  for (; i + 4 <= m; i += 4) {
-    if constexpr (NR == 4) tile<4, 2>(o, i, j0), tile<4, 2>(o, i, j0 + 2);
-    else tile<4, 1>(o, i, j0);
+void rows_against(const Operands& o, int64_t i0, int64_t r, int64_t j, int64_t prefetch_j) {
+  switch (r) {
+    case 1: return tile<1, NR>(o, i0, j, prefetch_j);
+    case 2: return tile<2, NR>(o, i0, j, prefetch_j);
+    case 3: return tile<3, NR>(o, i0, j, prefetch_j);
+    default: return tile<4, NR>(o, i0, j, prefetch_j);
   }
-  switch (m - i) {
-    case 1: tile<1, NR>(o, i, j0); break;
-    case 2: tile<2, NR>(o, i, j0); break;
-    case 3:
-      if constexpr (NR == 4) tile<3, 2>(o, i, j0), tile<3, 2>(o, i, j0 + 2);
-      else tile<3, 1>(o, i, j0);
-      break;
-    default: break;
+}
+
+// Columns [j0, j1) of C for every row of A.
+void columns(const Operands& o, int64_t m, int64_t j0, int64_t j1) {
+  if (m <= 2) {
+    int64_t j = j0;
+    for (; j + 4 <= j1; j += 4) m == 1 ? tile<1, 4>(o, 0, j) : tile<2, 4>(o, 0, j);
+    for (; j < j1; ++j) m == 1 ? tile<1, 1>(o, 0, j) : tile<2, 1>(o, 0, j);
+    return;
   }
+  int64_t j = j0;
+  for (; j + 3 <= j1; j += 3)
+    for (int64_t i = 0; i < m; i += 4) {
+      const bool last = i + 4 >= m;  // the last pass over these rows of B fetches the next ones
+      rows_against<3>(o, i, std::min<int64_t>(4, m - i), j, last && j + 6 <= j1 ? j + 3 : -1);
+    }
+  for (; j < j1; ++j)
+    for (int64_t i = 0; i < m; i += 4) rows_against<1>(o, i, std::min<int64_t>(4, m - i), j, -1);
 }
 
 }  // namespace
@@ -130,13 +160,10 @@ void gemm_few_rows(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
                    int64_t ldc, bool accumulate, bool portable) {
   if (m <= 0 || n <= 0) return;
   const Operands o{k, a, lda, b, ldb, c, ldc, accumulate, portable};
-  const int64_t quads = n / 4;
-  // A chunk of column quads worth about 64 K multiply-adds (a few hundred KB of B at m = 1).
-  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, 4 * m * k));
-  parallel_for(quads, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t q = begin; q < end; ++q) columns<4>(o, m, 4 * q);
-  });
-  for (int64_t j = 4 * quads; j < n; ++j) columns<1>(o, m, j);
+  // Chunks of columns (multiples of twelve) worth about 64 K multiply-adds each.
+  const int64_t groups = (n + 11) / 12;
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, 12 * m * k));
+  parallel_for(groups, grain, [&](int64_t begin, int64_t end) { columns(o, m, 12 * begin, std::min(n, 12 * end)); });
 }
 
 }  // namespace ivl::detail
