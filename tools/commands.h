@@ -22,5 +22,6 @@ Command tokenize_command();             // tools/cmd_tokenize.cpp
 Command devices_command();              // tools/ivl.cpp
 std::vector<Command> train_commands();  // tools/cmd_train.cpp: train-mpo, ref-logps
 std::vector<Command> generate_commands();  // tools/cmd_generate.cpp: chat, generate
+std::vector<Command> data_commands();      // tools/cmd_data.cpp: judge
 
 }  // namespace ivl::cli

@@ -32,6 +32,7 @@ std::vector<Command> commands() {
   std::vector<Command> all = {inspect_command(), gradcheck_command(), check_command()};
   for (Command& train : train_commands()) all.push_back(std::move(train));
   for (Command& generation : generate_commands()) all.push_back(std::move(generation));
+  for (Command& data : data_commands()) all.push_back(std::move(data));
   for (Command& bench : bench_commands()) all.push_back(std::move(bench));
   for (Command command : {preprocess_command(), tokenize_command(), devices_command()}) all.push_back(std::move(command));
   return all;
