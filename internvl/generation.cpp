@@ -15,10 +15,11 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Row b's logits [V] of a [B, 1, V] f32 tensor.
-std::vector<float> row_logits(const Tensor& logits, int64_t b) {
-  const int64_t V = logits.size(2);
-  const float* p = logits.data<float>() + b * V;
+// Row b's logits [V] of a [B, 1, V] tensor (bf16 ones widened to f32).
+std::vector<float> row_logits(const Tensor& logits_in, int64_t b) {
+  const Tensor logits = logits_in.dtype() == DType::f32 ? logits_in : contiguous(to_dtype(logits_in.narrow(0, b, 1), DType::f32));
+  const int64_t V = logits.size(2), row = logits_in.dtype() == DType::f32 ? b : 0;
+  const float* p = logits.data<float>() + row * V;
   return std::vector<float>(p, p + V);
 }
 

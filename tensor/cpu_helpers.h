@@ -131,6 +131,10 @@ void cpu_gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t 
 // AVX2 path (for the test that both give the same bits).
 void gemm_few_rows(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
                    int64_t ldc, bool accumulate, bool portable = false);
+// The same with B in bf16 (its bits), each element widened to f32 as it is read: the bits of
+// gemm_few_rows on B converted to f32 first, at half the bytes read.
+void gemm_few_rows_bf16(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const uint16_t* b, int64_t ldb, float* c,
+                        int64_t ldc, bool accumulate, bool portable = false);
 inline constexpr int64_t kGemmFewRows = 16;
 
 }  // namespace ivl::detail

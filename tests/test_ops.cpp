@@ -82,10 +82,26 @@ TEST_CASE("few-row products (decoding) match plain loops, and a row's bits do no
         }
       CHECK(accumulated);
     }
+  // bf16 B: the bits of the f32 kernel on B widened first.
+  std::vector<uint16_t> b16(b.size());
+  std::vector<float> widened(b.size());
+  for (size_t i = 0; i < b.size(); ++i) b16[i] = f32_to_bf16(b[i]), widened[i] = bf16_to_f32(b16[i]);
+  for (int64_t m : {1, 2, 5, 16}) {
+    std::vector<float> c16(static_cast<size_t>(m * ldc)), c32(static_cast<size_t>(m * ldc));
+    detail::gemm_few_rows_bf16(m, n, k, a.data(), lda, b16.data(), ldb, c16.data(), ldc, false);
+    detail::gemm_few_rows(m, n, k, a.data(), lda, widened.data(), ldb, c32.data(), ldc, false);
+    CHECK(c16 == c32);
+  }
   // Through linear: a decoding batch's rows equal the rows decoded one at a time.
   const Tensor x = Tensor::randn({8, 64}, gen), w = Tensor::randn({300, 64}, gen);
   const Tensor together = linear(x, w);
   for (int64_t i = 0; i < 8; ++i) CHECK(floats(linear(x.narrow(0, i, 1), w)) == floats(together.narrow(0, i, 1)));
+  // bf16 decoding reads the weight as stored: the same bits as the detour through f32 copies.
+  const Tensor x16 = to_dtype(x, DType::bf16), w16 = to_dtype(w, DType::bf16), bias16 = to_dtype(Tensor::randn({300}, gen), DType::bf16);
+  NoGrad no_grad;
+  CHECK(linear(x16, w16, bias16).to_doubles() ==
+        to_dtype(linear(to_dtype(x16, DType::f32), to_dtype(w16, DType::f32), to_dtype(bias16, DType::f32)), DType::bf16).to_doubles());
+  CHECK(linear(x16, w16).dtype() == DType::bf16);
 }
 
 TEST_CASE("linear is x W^T + b, bf16 inputs compute in f32 and return bf16", "[ops]") {

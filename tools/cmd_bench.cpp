@@ -389,15 +389,19 @@ int bench_generate(const ParsedFlags& flags) {
   const int64_t batch = flags.integer<int64_t>("--batch", 1), new_tokens = flags.integer<int64_t>("--new-tokens", 2);
   const int runs = flags.integer("--runs", 1);
   BenchReport report("generate", flags.boolean("--json"));
+  const std::string dtype_name = flags.text("--dtype");
+  if (dtype_name != "f32" && dtype_name != "bf16") throw FlagError("--dtype must be f32 or bf16, got '" + dtype_name + "'");
+  const DType dtype = dtype_name == "bf16" ? DType::bf16 : DType::f32;
+  const double element_bytes = dtype == DType::bf16 ? 2.0 : 4.0;
   const InternVLChatConfig config = InternVLChatConfig::from_file(config_path);
   print_cpu();
   auto t0 = std::chrono::steady_clock::now();
-  ParameterSet params;
+  ParameterSet params(dtype);
   InternVLChat model(config, params);
   Generator gen(1);
   params.allocate_uniform(gen, 0.02);
-  std::printf("model: %s (%s), %lld parameters in f32, random weights in %.1f s\n", config_path.c_str(),
-              config.llm.architecture.c_str(), static_cast<long long>(params.numel()), seconds_since(t0));
+  std::printf("model: %s (%s), %lld parameters in %s, random weights in %.1f s\n", config_path.c_str(),
+              config.llm.architecture.c_str(), static_cast<long long>(params.numel()), dtype_name.c_str(), seconds_since(t0));
   const int64_t vocab = config.llm.vocab_size, context_id = vocab - 1, image_tokens = tiles * config.num_image_token();
   std::vector<int64_t> ids;  // the official script's prompt: half the text, the image, the other half
   for (int64_t i = 0; i < text / 2; ++i) ids.push_back(1 + i % (vocab - 2));
@@ -405,7 +409,7 @@ int bench_generate(const ParsedFlags& flags) {
   for (int64_t i = 0; i < text - text / 2; ++i) ids.push_back(1 + i % (vocab - 2));
   std::vector<GenerationPrompt> prompts;
   for (int64_t b = 0; b < batch; ++b)
-    prompts.push_back({ids, tiles == 0 ? Tensor() : Tensor::randn({tiles, 3, config.image_size, config.image_size}, gen),
+    prompts.push_back({ids, tiles == 0 ? Tensor() : to_dtype(Tensor::randn({tiles, 3, config.image_size, config.image_size}, gen), dtype),
                        static_cast<uint64_t>(b)});
   GenerationOptions options;
   options.sampling.max_new_tokens = options.sampling.min_new_tokens = new_tokens;
@@ -416,8 +420,8 @@ int bench_generate(const ParsedFlags& flags) {
   const LlmConfig& llm = config.llm;
   const int64_t llm_params = params.numel("language_model.");
   const int64_t embedding = llm.vocab_size * llm.hidden_size;
-  const double weight_bytes = 4.0 * static_cast<double>(llm_params - (llm.tie_word_embeddings ? 0 : embedding) + llm.hidden_size);
-  const double kv_bytes_per_position = 4.0 * 2 * static_cast<double>(llm.num_layers * llm.num_kv_heads * llm.head_dim);
+  const double weight_bytes = element_bytes * static_cast<double>(llm_params - (llm.tie_word_embeddings ? 0 : embedding) + llm.hidden_size);
+  const double kv_bytes_per_position = element_bytes * 2 * static_cast<double>(llm.num_layers * llm.num_kv_heads * llm.head_dim);
   const double mean_positions = static_cast<double>(prompt_length) + static_cast<double>(new_tokens) / 2;
   const double step_bytes = weight_bytes + static_cast<double>(batch) * kv_bytes_per_position * mean_positions;
   const double bandwidth = read_bandwidth();
@@ -444,6 +448,7 @@ int bench_generate(const ParsedFlags& flags) {
   const double rate = median(decode_rate);
   std::printf("\ndecode %.2f tokens/s = %.0f%% of the floor; peak resident memory %.2f GiB\n", rate, 100 * rate / floor_tokens_per_s,
               peak_rss_gib());
+  report["dtype"] = dtype_name;
   report["tiles"] = tiles;
   report.set_seconds(total);
   report["prompt"] = prompt_length;
@@ -503,6 +508,7 @@ std::vector<Command> bench_commands() {
              {"--batch", "N", "1", "rows generated together"},
              {"--new-tokens", "N", "128", "new tokens per row"},
              {"--runs", "N", "2", "timed generations (after one warm-up)"},
+             {"--dtype", "TYPE", "f32", "the weights' type: f32, or bf16 (decoding reads half the bytes; ops run in f32)"},
              json},
             "The work of ../shared/bench/official_cpu.py generate. The floor is the memory-bandwidth bound\n"
             "of decoding: batch x (read bandwidth, measured here) / (bytes of weights and cached keys and\n"

@@ -20,6 +20,7 @@
 #include <cstdint>
 
 #include "tensor/cpu_helpers.h"
+#include "tensor/dtype.h"
 #include "tensor/parallel.h"
 
 #if defined(__x86_64__)
@@ -35,11 +36,16 @@ constexpr int64_t to_i64(size_t v) { return static_cast<int64_t>(v); }
 // of the folded halves give, so the AVX2 path can reduce four accumulators at once).
 inline float sum_lanes(const float* l) { return ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7])); }
 
+// B's elements: f32, or bf16 bits (uint16_t), widened exactly to f32 as they are read.
+inline float widen(float v) { return v; }
+inline float widen(uint16_t bf16) { return bf16_to_f32(bf16); }
+
+template <class BT>
 struct Operands {
   int64_t k;
   const float* a;
   int64_t lda;
-  const float* b;
+  const BT* b;
   int64_t ldb;
   float* c;
   int64_t ldc;
@@ -47,26 +53,27 @@ struct Operands {
   bool portable;
 };
 
-inline void finish(const Operands& o, int64_t i, int64_t j, int64_t p, float lanes_sum) {
+template <class BT>
+inline void finish(const Operands<BT>& o, int64_t i, int64_t j, int64_t p, float lanes_sum) {
   float r = lanes_sum;
   const float* ai = o.a + i * o.lda;
-  const float* bj = o.b + j * o.ldb;
-  for (; p < o.k; ++p) r = std::fma(ai[p], bj[p], r);
+  const BT* bj = o.b + j * o.ldb;
+  for (; p < o.k; ++p) r = std::fma(ai[p], widen(bj[p]), r);
   float& out = o.c[i * o.ldc + j];
   out = o.accumulate ? out + r : r;
 }
 
 // Rows i0..i0+MR of A against rows j0..j0+NR of B.
-template <size_t MR, size_t NR>
-void tile_portable(const Operands& o, int64_t i0, int64_t j0) {
+template <size_t MR, size_t NR, class BT>
+void tile_portable(const Operands<BT>& o, int64_t i0, int64_t j0) {
   float acc[MR][NR][8] = {};
   int64_t p = 0;
   for (; p + 8 <= o.k; p += 8)
     for (size_t i = 0; i < MR; ++i) {
       const float* ai = o.a + (i0 + to_i64(i)) * o.lda + p;
       for (size_t j = 0; j < NR; ++j) {
-        const float* bj = o.b + (j0 + to_i64(j)) * o.ldb + p;
-        for (size_t l = 0; l < 8; ++l) acc[i][j][l] = std::fma(ai[l], bj[l], acc[i][j][l]);
+        const BT* bj = o.b + (j0 + to_i64(j)) * o.ldb + p;
+        for (size_t l = 0; l < 8; ++l) acc[i][j][l] = std::fma(ai[l], widen(bj[l]), acc[i][j][l]);
       }
     }
   for (size_t i = 0; i < MR; ++i)
@@ -74,8 +81,14 @@ void tile_portable(const Operands& o, int64_t i0, int64_t j0) {
 }
 
 #if defined(__x86_64__)
-template <size_t MR, size_t NR>
-[[gnu::target("avx2,fma")]] void tile_avx2(const Operands& o, int64_t i0, int64_t j0, int64_t prefetch_j) {
+[[gnu::target("avx2,fma")]] inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+[[gnu::target("avx2,fma")]] inline __m256 load8(const uint16_t* p) {  // bf16 bits to f32: shift into the high half
+  const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+}
+
+template <size_t MR, size_t NR, class BT>
+[[gnu::target("avx2,fma")]] void tile_avx2(const Operands<BT>& o, int64_t i0, int64_t j0, int64_t prefetch_j) {
   __m256 acc[MR][NR];
   for (size_t i = 0; i < MR; ++i)
     for (size_t j = 0; j < NR; ++j) acc[i][j] = _mm256_setzero_ps();
@@ -84,8 +97,13 @@ template <size_t MR, size_t NR>
     if (prefetch_j >= 0 && (p & 15) == 0)  // the next rows of B, while these are in cache
       for (size_t j = 0; j < NR; ++j)
         _mm_prefetch(reinterpret_cast<const char*>(o.b + (prefetch_j + to_i64(j)) * o.ldb + p), _MM_HINT_T0);
+    if constexpr (MR == 1) {  // each row of B used once: load and consume (no spilled accumulator)
+      const __m256 av = _mm256_loadu_ps(o.a + i0 * o.lda + p);
+      for (size_t j = 0; j < NR; ++j) acc[0][j] = _mm256_fmadd_ps(av, load8(o.b + (j0 + to_i64(j)) * o.ldb + p), acc[0][j]);
+      continue;
+    }
     __m256 bv[NR];
-    for (size_t j = 0; j < NR; ++j) bv[j] = _mm256_loadu_ps(o.b + (j0 + to_i64(j)) * o.ldb + p);
+    for (size_t j = 0; j < NR; ++j) bv[j] = load8(o.b + (j0 + to_i64(j)) * o.ldb + p);
     for (size_t i = 0; i < MR; ++i) {
       const __m256 av = _mm256_loadu_ps(o.a + (i0 + to_i64(i)) * o.lda + p);
       for (size_t j = 0; j < NR; ++j) acc[i][j] = _mm256_fmadd_ps(av, bv[j], acc[i][j]);
@@ -115,19 +133,19 @@ bool has_avx2() {
 #endif
 
 // prefetch_j >= 0: also fetch rows prefetch_j.. of B (NR of them) into cache.
-template <size_t MR, size_t NR>
-void tile(const Operands& o, int64_t i0, int64_t j0, int64_t prefetch_j = -1) {
+template <size_t MR, size_t NR, class BT>
+void tile(const Operands<BT>& o, int64_t i0, int64_t j0, int64_t prefetch_j = -1) {
 #if defined(__x86_64__)
-  if (!o.portable && has_avx2()) return tile_avx2<MR, NR>(o, i0, j0, prefetch_j);
+  if (!o.portable && has_avx2()) return tile_avx2<MR, NR, BT>(o, i0, j0, prefetch_j);
 #else
   (void)prefetch_j;
 #endif
-  tile_portable<MR, NR>(o, i0, j0);
+  tile_portable<MR, NR, BT>(o, i0, j0);
 }
 
 // Rows i0..i0+r of A (r <= 4) against rows j..j+NR of B.
-template <size_t NR>
-void rows_against(const Operands& o, int64_t i0, int64_t r, int64_t j, int64_t prefetch_j) {
+template <size_t NR, class BT>
+void rows_against(const Operands<BT>& o, int64_t i0, int64_t r, int64_t j, int64_t prefetch_j) {
   switch (r) {
     case 1: return tile<1, NR>(o, i0, j, prefetch_j);
     case 2: return tile<2, NR>(o, i0, j, prefetch_j);
@@ -137,7 +155,8 @@ void rows_against(const Operands& o, int64_t i0, int64_t r, int64_t j, int64_t p
 }
 
 // Columns [j0, j1) of C for every row of A.
-void columns(const Operands& o, int64_t m, int64_t j0, int64_t j1) {
+template <class BT>
+void columns(const Operands<BT>& o, int64_t m, int64_t j0, int64_t j1) {
   if (m <= 2) {
     int64_t j = j0;
     if (m == 1)  // eight rows of B in flight (measured: 8-14% faster than four, 25% than one)
@@ -159,16 +178,25 @@ void columns(const Operands& o, int64_t m, int64_t j0, int64_t j1) {
     for (int64_t i = 0; i < m; i += 4) rows_against<1>(o, i, std::min<int64_t>(4, m - i), j, -1);
 }
 
+template <class BT>
+void run(int64_t m, int64_t n, const Operands<BT>& o) {
+  if (m <= 0 || n <= 0) return;
+  // Chunks of columns (multiples of twelve) worth about 64 K multiply-adds each.
+  const int64_t groups = (n + 11) / 12;
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, 12 * m * o.k));
+  parallel_for(groups, grain, [&](int64_t begin, int64_t end) { columns(o, m, 12 * begin, std::min(n, 12 * end)); });
+}
+
 }  // namespace
 
 void gemm_few_rows(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
                    int64_t ldc, bool accumulate, bool portable) {
-  if (m <= 0 || n <= 0) return;
-  const Operands o{k, a, lda, b, ldb, c, ldc, accumulate, portable};
-  // Chunks of columns (multiples of twelve) worth about 64 K multiply-adds each.
-  const int64_t groups = (n + 11) / 12;
-  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, 12 * m * k));
-  parallel_for(groups, grain, [&](int64_t begin, int64_t end) { columns(o, m, 12 * begin, std::min(n, 12 * end)); });
+  run(m, n, Operands<float>{k, a, lda, b, ldb, c, ldc, accumulate, portable});
+}
+
+void gemm_few_rows_bf16(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const uint16_t* b, int64_t ldb, float* c,
+                        int64_t ldc, bool accumulate, bool portable) {
+  run(m, n, Operands<uint16_t>{k, a, lda, b, ldb, c, ldc, accumulate, portable});
 }
 
 }  // namespace ivl::detail
