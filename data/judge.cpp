@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <numbers>
 
 #include "data/python_text.h"
 
@@ -565,7 +566,7 @@ class MathReader {
       ++i_;
       return v;
     }
-    if (word("\\pi")) return M_PI;
+    if (word("\\pi")) return std::numbers::pi;
     if (word("\\frac")) {
       const auto a = group(), b = group();
       if (!a || !b || *b == 0) return std::nullopt;

@@ -3,7 +3,6 @@
 // the answer decoded without special tokens and cut at the template's separator.
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
