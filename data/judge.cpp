@@ -19,24 +19,12 @@ bool ends_with(std::string_view s, std::string_view p) { return s.size() >= p.si
 // ---------------------------------------------------------------- prompt versions and extraction
 
 PromptVersion prompt_version_from(std::string_view name) {
-  static const std::pair<const char*, PromptVersion> names[] = {{"en", PromptVersion::en},       {"zh", PromptVersion::zh},
-                                                                {"en_v2", PromptVersion::en_v2}, {"zh_v2", PromptVersion::zh_v2},
-                                                                {"en_r1", PromptVersion::en_r1}, {"zh_r1", PromptVersion::zh_r1}};
-  for (const auto& [n, v] : names)
+  static const std::pair<const char*, PromptVersion> versions[] = {
+      {"en", PromptVersion::en},       {"zh", PromptVersion::zh},       {"en_v2", PromptVersion::en_v2},
+      {"zh_v2", PromptVersion::zh_v2}, {"en_r1", PromptVersion::en_r1}, {"zh_r1", PromptVersion::zh_r1}};
+  for (const auto& [n, v] : versions)
     if (name == n) return v;
   throw std::invalid_argument("unknown prompt version '" + std::string(name) + "' (en, zh, en_v2, zh_v2, en_r1, zh_r1)");
-}
-
-const char* prompt_version_name(PromptVersion version) {
-  switch (version) {
-    case PromptVersion::en: return "en";
-    case PromptVersion::zh: return "zh";
-    case PromptVersion::en_v2: return "en_v2";
-    case PromptVersion::zh_v2: return "zh_v2";
-    case PromptVersion::en_r1: return "en_r1";
-    case PromptVersion::zh_r1: return "zh_r1";
-  }
-  return "?";
 }
 
 std::string extract_answer_from_box(std::string_view text) {

@@ -22,7 +22,6 @@ namespace ivl {
 // The CoT prompt versions of the official sampler; throws naming the valid ones for another.
 enum class PromptVersion { en, zh, en_v2, zh_v2, en_r1, zh_r1 };
 PromptVersion prompt_version_from(std::string_view name);
-const char* prompt_version_name(PromptVersion version);
 
 struct ParsedAnswer {
   bool ok = false;

@@ -104,28 +104,30 @@ bool is_alpha(char32_t c) {
 
 bool is_decimal(char32_t c) { return category(c) == UTF8PROC_CATEGORY_ND; }
 
-std::string strip(std::string_view text) {
+namespace {
+
+// The code points of `text` with those `drop` accepts taken off the left and/or right end.
+template <class Drop>
+std::string strip_where(std::string_view text, bool left, bool right, Drop drop) {
   const std::u32string s = code_points(text);
   size_t begin = 0, end = s.size();
-  while (begin < end && is_space(s[begin])) ++begin;
-  while (end > begin && is_space(s[end - 1])) --end;
+  while (left && begin < end && drop(s[begin])) ++begin;
+  while (right && end > begin && drop(s[end - 1])) --end;
   return utf8(std::u32string_view(s).substr(begin, end - begin));
 }
 
+}  // namespace
+
+std::string strip(std::string_view text) { return strip_where(text, true, true, is_space); }
+
 std::string strip(std::string_view text, std::string_view chars) {
-  const std::u32string s = code_points(text), set = code_points(chars);
-  auto in_set = [&](char32_t c) { return set.find(c) != std::u32string::npos; };
-  size_t begin = 0, end = s.size();
-  while (begin < end && in_set(s[begin])) ++begin;
-  while (end > begin && in_set(s[end - 1])) --end;
-  return utf8(std::u32string_view(s).substr(begin, end - begin));
+  const std::u32string set = code_points(chars);
+  return strip_where(text, true, true, [&](char32_t c) { return set.find(c) != std::u32string::npos; });
 }
 
 std::string rstrip(std::string_view text, std::string_view chars) {
-  const std::u32string s = code_points(text), set = code_points(chars);
-  size_t end = s.size();
-  while (end > 0 && set.find(s[end - 1]) != std::u32string::npos) --end;
-  return utf8(std::u32string_view(s).substr(0, end));
+  const std::u32string set = code_points(chars);
+  return strip_where(text, false, true, [&](char32_t c) { return set.find(c) != std::u32string::npos; });
 }
 
 std::vector<std::string> split(std::string_view text) {
